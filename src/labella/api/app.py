@@ -1,0 +1,87 @@
+"""The FastAPI app factory. Nothing heavy happens at import time: the database, the schema
+upgrade and the worker are set up when the app starts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from labella.config import Settings
+from labella.errors import LabellaError
+from labella.jobs.worker import Worker
+from labella.storage.db import Database
+from labella.storage.migrate import upgrade_database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = db or Database.from_settings(settings)
+        upgrade_database(database.engine)
+        app.state.db = database
+        app.state.worker = None
+        if settings.run_worker:
+            from labella.jobs import executors  # noqa: F401  (registers the job kinds)
+
+            worker = Worker(database, settings)
+            worker.start()
+            app.state.worker = worker
+        try:
+            yield
+        finally:
+            if app.state.worker is not None:
+                app.state.worker.stop()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="Labella",
+        version="0.1.0",
+        description="Active-learning data labeling: label the items that teach the model most.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _include_routers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LabellaError)
+    async def domain_error(_request: Request, exc: LabellaError) -> JSONResponse:
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.details:
+            body["details"] = exc.details
+        return JSONResponse(status_code=exc.status_code, content=body)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": "; ".join(problems),
+                "code": "invalid_input",
+                "errors": jsonable_encoder(exc.errors()),
+            },
+        )
+
+
+def _include_routers(app: FastAPI) -> None:
+    from labella.api.routes import jobs, projects
+
+    app.include_router(projects.router)
+    app.include_router(jobs.router)

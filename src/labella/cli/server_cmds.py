@@ -1,0 +1,42 @@
+"""`labella serve`: the API server with its in-process job worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labella.cli.main import app, friendly_errors
+from labella.config import Settings
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    from labella.api.app import create_app
+
+    settings.ensure_dirs()
+    typer.echo(f"Labella is running at http://{settings.host}:{settings.port}/  (API docs: /docs)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the database and caches live")] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run background jobs here")] = False,
+) -> None:
+    """Start the server (the schema is upgraded at start)."""
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if no_worker:
+        overrides["run_worker"] = False
+    run_server(Settings(**overrides))  # type: ignore[arg-type]

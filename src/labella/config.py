@@ -1,0 +1,69 @@
+"""Settings, read from the environment (``LABELLA_*``) and an optional ``.env`` file.
+
+By default everything lives in one local data directory: a SQLite database file, the embedding
+cache and model artifacts. ``LABELLA_DATABASE_URL`` points the server at PostgreSQL instead.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABELLA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("labella-data"), description="Where the database, caches and models live")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under data_dir when unset")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, description="Largest import file accepted")
+    import_chunk_rows: int = Field(default=5000, description="Rows written per database round trip")
+
+    text_encoder: str = "all-MiniLM-L6-v2"
+    encode_batch_size: int = 64
+    encode_chunk: int = 512
+
+    run_worker: bool = Field(default=True, description="Run the job worker inside the server process")
+    worker_poll_seconds: float = 0.5
+    job_heartbeat_seconds: float = 5.0
+    job_stale_seconds: float = Field(default=60.0, description="A running job silent this long is orphaned")
+    job_max_attempts: int = 3
+
+    queue_size: int = Field(default=2000, description="How many items each ranking orders explicitly")
+    lease_seconds: int = Field(default=600, description="How long a served item stays reserved")
+    random_seed: int = 0
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'labella.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    embedding_cache_dir: Path | None = Field(
+        default=None, description="Shared embedding cache; data_dir/cache/embeddings when unset"
+    )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.embedding_cache_dir or self.cache_dir / "embeddings"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.cache_dir, self.embeddings_dir, self.models_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,50 @@
+"""Domain errors. Each carries the HTTP status it maps to; the API maps them in one handler
+(``labella.api.app``) and the CLI prints their message on one line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LabellaError(Exception):
+    """Base of every error a user can cause; ``message`` says what is wrong and what to do."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class NotFound(LabellaError):
+    status_code = 404
+    code = "not_found"
+
+
+class InvalidInput(LabellaError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Conflict(LabellaError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(LabellaError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImportFailed(InvalidInput):
+    """The import file is unusable; nothing of it was stored."""
+
+    code = "import_failed"
+
+
+class NotReady(Conflict):
+    """The request needs something that does not exist yet (a trained model, embeddings)."""
+
+    code = "not_ready"

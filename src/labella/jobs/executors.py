@@ -1,0 +1,4 @@
+"""Registers the executor of every job kind. Importing this module is what makes a worker able to
+run jobs; each executor opens its own units of work and reports progress."""
+
+from __future__ import annotations

@@ -1,0 +1,151 @@
+"""The worker: a thread (inside the server process by default) that claims queued jobs and runs
+them one at a time, with a heartbeat so that a job orphaned by a killed server is noticed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from typing import Any
+
+from labella.config import Settings
+from labella.errors import LabellaError
+from labella.jobs import queue
+from labella.jobs.runtime import JobCancelled, JobContext, get_executor
+from labella.storage.db import Database
+from labella.storage.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, db: Database, settings: Settings, *, worker_id: str | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = worker_id or queue.this_worker_id()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="labella-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    def recover(self) -> list[int]:
+        with self.db.transaction() as session:
+            jobs = queue.recover_orphans(
+                session,
+                stale_seconds=self.settings.job_stale_seconds,
+                max_attempts=self.settings.job_max_attempts,
+            )
+            return [job.id for job in jobs]
+
+    # -- running ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:  # the loop must survive a broken database connection
+                log.exception("worker loop error")
+                ran = False
+            if not ran:
+                self._wake.wait(self.settings.worker_poll_seconds)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was none."""
+        with self.db.transaction() as session:
+            job = queue.claim_next(session, self.worker_id)
+            if job is None:
+                return False
+            context = JobContext(
+                job_id=job.id,
+                project_id=job.project_id,
+                params=dict(job.params or {}),
+                db=self.db,
+                settings=self.settings,
+            )
+            kind = job.kind
+        self._run(kind, context)
+        return True
+
+    def run_until_idle(self, max_jobs: int = 1000) -> int:
+        """Run queued jobs in this thread until none is left (CLI and tests)."""
+        count = 0
+        while count < max_jobs and self.run_once():
+            count += 1
+        return count
+
+    def _run(self, kind: str, context: JobContext) -> None:
+        executor = get_executor(kind)
+        if executor is None:
+            self._fail(context.job_id, f"no executor for job kind {kind!r}")
+            return
+        beat = _Heartbeat(self.db, context.job_id, self.settings.job_heartbeat_seconds)
+        beat.start()
+        try:
+            result = executor(context)
+        except JobCancelled:
+            log.info("job %s cancelled", context.job_id)
+            return
+        except LabellaError as exc:
+            self._fail(context.job_id, exc.message)
+            return
+        except Exception as exc:
+            log.error("job %s failed:\n%s", context.job_id, traceback.format_exc())
+            self._fail(context.job_id, f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            beat.stop()
+        with self.db.transaction() as session:
+            current = session.get(Job, context.job_id)
+            if current is not None and current.status == JobStatus.RUNNING:
+                message = (result or {}).get("message", "done")
+                queue.finish(session, context.job_id, result=result, message=str(message))
+
+    def _fail(self, job_id: int, error: str) -> None:
+        with self.db.transaction() as session:
+            queue.fail(session, job_id, error=error)
+
+
+class _Heartbeat:
+    def __init__(self, db: Database, job_id: int, interval: float) -> None:
+        self.db = db
+        self.job_id = job_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.db.transaction() as session:
+                    queue.heartbeat(session, self.job_id)
+            except Exception:  # a missed beat only delays orphan detection
+                log.debug("heartbeat failed", exc_info=True)
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "kind": job.kind, "status": job.status}

@@ -1,0 +1,243 @@
+"""SQLAlchemy 2 models. The schema is owned by the Alembic migrations in ``storage/migrations``;
+keep the two in step (tests/storage/test_migrations.py compares them).
+
+Labels are append-only: a new label for an item marks the previous one superseded, so the full
+history (who, when, human or model, which model version) stays queryable.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ProjectKind(enum.StrEnum):
+    TEXT_CLASSIFICATION = "text_classification"
+    IMAGE_CLASSIFICATION = "image_classification"
+    OBJECT_DETECTION = "object_detection"
+
+
+class ItemStatus(enum.StrEnum):
+    UNLABELED = "unlabeled"
+    LABELED = "labeled"  # current label is a human's
+    AUTO = "auto"  # current label is the model's (auto-label)
+    SKIPPED = "skipped"
+
+
+class LabelSource(enum.StrEnum):
+    HUMAN = "human"
+    MODEL = "model"
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UTCDateTime = DateTime(timezone=True)
+
+
+class Project(Base):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(40), default=ProjectKind.TEXT_CLASSIFICATION)
+    multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    strategy: Mapped[str] = mapped_column(String(60), default="margin")
+    strategy_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    encoder: Mapped[str] = mapped_column(String(100), default="all-MiniLM-L6-v2")
+    head: Mapped[str] = mapped_column(String(40), default="linear")
+    retrain_every: Mapped[int] = mapped_column(Integer, default=50)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    classes: Mapped[list[LabelClass]] = relationship(
+        back_populates="project", order_by="LabelClass.position", cascade="all, delete-orphan"
+    )
+
+
+class LabelClass(Base):
+    __tablename__ = "label_class"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)
+    color: Mapped[str] = mapped_column(String(20), default="")
+    shortcut: Mapped[str] = mapped_column(String(10), default="")
+
+    project: Mapped[Project] = relationship(back_populates="classes")
+
+
+class Item(Base):
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash"),
+        # serves the next batch: unlabeled items of a project, highest priority first
+        Index("ix_item_queue", "project_id", "status", "priority"),
+        Index("ix_item_random", "project_id", "status", "random_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    media_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=ItemStatus.UNLABELED)
+    # Ranking written by the strategy after each training (or cold start); higher is served first.
+    priority: Mapped[float | None] = mapped_column(Float, default=None)
+    priority_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    random_key: Mapped[float] = mapped_column(Float)
+    embedded: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    leased_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("import_record.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Label(Base):
+    __tablename__ = "label"
+    __table_args__ = (
+        Index("ix_label_item_current", "item_id", "is_current"),
+        Index("ix_label_project_current", "project_id", "is_current", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(10))
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    annotator: Mapped[str | None] = mapped_column(String(200), default=None)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL"), default=None
+    )
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    values: Mapped[list[LabelValue]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class LabelValue(Base):
+    """One class of a label (one row for single-label, any number for multi-label)."""
+
+    __tablename__ = "label_value"
+
+    label_id: Mapped[int] = mapped_column(ForeignKey("label.id", ondelete="CASCADE"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("label_class.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    head: Mapped[str] = mapped_column(String(40))
+    encoder: Mapped[str] = mapped_column(String(100))
+    n_labels: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_path: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Prediction(Base):
+    """The newest model's prediction for an item (one row per item, replaced by each training)."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (Index("ix_prediction_project_conf", "project_id", "confidence"),)
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"))
+    probs: Mapped[list[Any]] = mapped_column(JSON)
+    predicted: Mapped[list[Any]] = mapped_column(JSON)  # class ids the model predicts
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), default=None, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ImportRecord(Base):
+    """One import of a file into a project: what came in and what was reported."""
+
+    __tablename__ = "import_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    format: Mapped[str] = mapped_column(String(20))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    items_created: Mapped[int] = mapped_column(Integer, default=0)
+    labels_created: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,74 @@
+"""Queries shared by the services. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from labella.errors import NotFound
+from labella.storage.models import Item, ItemStatus, Label, LabelSource, ModelVersion, Project
+
+
+def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
+    query = select(Project).where(Project.id == project_id).options(selectinload(Project.classes))
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    project = session.scalar(query)
+    if project is None:
+        raise NotFound(f"project {project_id} does not exist")
+    return project
+
+
+def get_project_by_name(session: Session, name: str) -> Project | None:
+    return session.scalar(
+        select(Project).where(Project.name == name).options(selectinload(Project.classes))
+    )
+
+
+def get_item(session: Session, project_id: int, item_id: int) -> Item:
+    item = session.get(Item, item_id)
+    if item is None or item.project_id != project_id:
+        raise NotFound(f"item {item_id} does not exist in project {project_id}")
+    return item
+
+
+def count_items_by_status(session: Session, project_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
+    ).all()
+    counts = {status.value: 0 for status in ItemStatus}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def count_embedded(session: Session, project_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(Item.project_id == project_id, Item.embedded.is_(True))
+        )
+        or 0
+    )
+
+
+def count_human_labels(session: Session, project_id: int) -> int:
+    """Items whose current label is a human's (skips excluded)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Label.project_id == project_id,
+                Label.is_current.is_(True),
+                Label.source == LabelSource.HUMAN,
+                Label.skipped.is_(False),
+            )
+        )
+        or 0
+    )
+
+
+def latest_model_version(session: Session, project_id: int) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.project_id == project_id)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def create(client: TestClient, **body: object) -> dict:
+    payload = {"name": "reviews", "classes": ["negative", "positive"], **body}
+    response = client.post("/api/projects", json=payload)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_and_list_projects(client: TestClient) -> None:
+    project = create(client, description="movie reviews")
+    assert [c["name"] for c in project["classes"]] == ["negative", "positive"]
+    assert [c["shortcut"] for c in project["classes"]] == ["1", "2"]
+    assert project["kind"] == "text_classification"
+    listed = client.get("/api/projects").json()
+    assert [p["name"] for p in listed] == ["reviews"]
+    assert client.get(f"/api/projects/{project['id']}").json()["name"] == "reviews"
+
+
+def test_duplicate_project_name_is_a_conflict(client: TestClient) -> None:
+    create(client)
+    response = client.post("/api/projects", json={"name": "reviews", "classes": ["a", "b"]})
+    assert response.status_code == 409
+    assert "already exists" in response.json()["detail"]
+
+
+def test_bad_project_specs_are_rejected_with_the_reason(client: TestClient) -> None:
+    cases = [
+        ({"name": "x", "classes": ["only"]}, "at least 2 classes"),
+        ({"name": "x", "classes": ["a", "a"]}, "repeated: a"),
+        ({"name": "x", "classes": ["a", "b"], "strategy": "psychic"}, "unknown query strategy"),
+        ({"name": "x", "classes": ["a", "b"], "kind": "audio"}, "unknown project kind"),
+        ({"name": "", "classes": ["a", "b"]}, "name"),
+        ({"classes": ["a", "b"]}, "name"),
+    ]
+    for body, message in cases:
+        response = client.post("/api/projects", json=body)
+        assert 400 <= response.status_code < 500, (body, response.text)
+        assert message in response.json()["detail"], (body, response.json())
+    assert client.get("/api/projects").json() == []
+
+
+def test_multi_label_project_may_have_one_class(client: TestClient) -> None:
+    project = create(client, name="tags", classes=["urgent"], multi_label=True)
+    assert project["multi_label"] is True
+
+
+def test_rename_and_add_class(client: TestClient) -> None:
+    project = create(client)
+    pid = project["id"]
+    neg = project["classes"][0]["id"]
+    renamed = client.patch(f"/api/projects/{pid}/classes/{neg}", json={"name": "bad"}).json()
+    assert [c["name"] for c in renamed["classes"]] == ["bad", "positive"]
+    added = client.post(f"/api/projects/{pid}/classes", json={"name": "neutral"})
+    assert added.status_code == 201
+    assert [c["name"] for c in added.json()["classes"]] == ["bad", "positive", "neutral"]
+    clash = client.patch(f"/api/projects/{pid}/classes/{neg}", json={"name": "positive"})
+    assert clash.status_code == 409
+
+
+def test_delete_unused_class_but_refuse_a_class_in_use(client: TestClient, db) -> None:
+    from labella.storage.models import Item, Label, LabelValue
+
+    project = create(client, classes=["a", "b", "c"])
+    pid = project["id"]
+    a, _b, c = (cls["id"] for cls in project["classes"])
+    with db.transaction() as session:
+        item = Item(project_id=pid, text="hello", content_hash="h1", random_key=0.5)
+        session.add(item)
+        session.flush()
+        label = Label(project_id=pid, item_id=item.id, source="human")
+        label.values.append(LabelValue(class_id=a))
+        session.add(label)
+    refused = client.delete(f"/api/projects/{pid}/classes/{a}")
+    assert refused.status_code == 409
+    assert "used by labels" in refused.json()["detail"]
+    ok = client.delete(f"/api/projects/{pid}/classes/{c}")
+    assert ok.status_code == 200
+    assert [cls["name"] for cls in ok.json()["classes"]] == ["a", "b"]
+
+
+def test_unknown_project_is_404(client: TestClient) -> None:
+    response = client.get("/api/projects/999")
+    assert response.status_code == 404
+    assert "project 999 does not exist" in response.json()["detail"]
+
+
+def test_status_reports_counts_and_encoding(client: TestClient) -> None:
+    project = create(client)
+    status = client.get(f"/api/projects/{project['id']}/status").json()
+    assert status["counts"]["unlabeled"] == 0
+    assert status["encoding"] == {"embedded": 0, "total": 0, "fraction": 1.0}
+    assert status["model"] is None
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    assert "/api/projects" in client.get("/openapi.json").json()["paths"]
