@@ -1,0 +1,58 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned and installed on its own first: the CPU wheel is on this machine's disk, and an
+# unpinned torch pulled in by another package would download a multi-GB CUDA build.
+TORCH := torch==2.13.0
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo serve test test-fast lint typecheck bench postgres clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# PostgreSQL server binaries for the test suite (Debian's package); the tests start their own server.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	else echo "installing PostgreSQL (Debian package) for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
+
+demo: $(STAMP)
+	$(BIN)/labella demo
+
+serve: $(STAMP)
+	$(BIN)/labella serve
+
+test: $(DEV_STAMP) postgres lint typecheck
+	LABELLA_REQUIRE_POSTGRES=1 HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+test-fast: $(DEV_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -x -q -m "not slow"
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+bench: $(DEV_STAMP)
+	$(BIN)/python benchmarks/import_speed.py
+	$(BIN)/python benchmarks/next_batch.py
+	$(BIN)/python benchmarks/query_speed.py
+
+clean:
+	rm -rf $(VENV) labella-data .pytest_cache .mypy_cache .ruff_cache
