@@ -51,12 +51,12 @@ class Database:
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
-        """A read-only unit of work; anything written in it is rolled back."""
+        """A read-only unit of work; anything written in it is discarded. The objects it loaded
+        stay usable afterwards (closing detaches them; a rollback would expire them)."""
         session = self._reader()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def dispose(self) -> None:
