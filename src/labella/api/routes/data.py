@@ -1,0 +1,157 @@
+"""Import and export routes: parse the request, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.schemas import ImportRecordOut, ImportReportOut
+from labella.errors import InvalidInput, PayloadTooLarge
+from labella.services import exporting, importing
+from labella.services.readers import format_bytes
+
+router = APIRouter(prefix="/api/projects", tags=["data"])
+
+# Room for the multipart envelope (boundaries, part headers, the small option fields) when the
+# request's Content-Length is compared with the file size limit; the exact limit is enforced on the
+# file's own bytes while it is read.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+_TEXT_OPTIONS = ("text_field", "label_field", "id_field", "format", "label_separator")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+_IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV, TSV, JSONL/NDJSON or TXT (one item per line), "
+                            "UTF-8; the format follows the file name unless `format` is given",
+                        },
+                        "format": {"type": "string", "enum": ["csv", "tsv", "jsonl", "txt"]},
+                        "text_field": {"type": "string", "description": "Column with the text"},
+                        "label_field": {
+                            "type": "string",
+                            "description": "Column with existing labels (imported as human labels)",
+                        },
+                        "id_field": {"type": "string", "description": "Column with your own id"},
+                        "has_header": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "false for CSV/TSV without a header row "
+                            "(columns are then numbered 1, 2, ...)",
+                        },
+                        "label_separator": {
+                            "type": "string",
+                            "default": "|",
+                            "description": "Separates several labels in one CSV/TSV cell",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{project_id}/imports",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportReportOut,
+    openapi_extra=_IMPORT_BODY,
+    summary="Import a file of texts (and optionally their labels)",
+)
+async def create_import(
+    project_id: int, request: Request, db: DbDep, settings: SettingsDep, worker: WorkerDep
+) -> ImportReportOut:
+    """All or nothing: a file with a problem (reported with its line) changes nothing.
+    Duplicate texts and empty rows are skipped and reported."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    # Refuse before reading a byte when the client says up front that the body is too large.
+    if declared.isdigit() and int(declared) > limit + MULTIPART_ALLOWANCE:
+        raise PayloadTooLarge(
+            f"the upload is {format_bytes(int(declared))}, over the limit of {format_bytes(limit)}",
+            details={"limit_bytes": limit},
+        )
+    form = await request.form(max_files=1, max_fields=len(_TEXT_OPTIONS) + 2)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput(
+                "no file uploaded: send it as multipart/form-data in a field named 'file'"
+            )
+        options = _import_options(form)
+        report = await run_in_threadpool(
+            importing.import_file,
+            db,
+            settings,
+            project_id,
+            upload.file,
+            filename=upload.filename or "",
+            size_limit=limit,
+            **options,
+        )
+    finally:
+        await form.close()
+    if worker is not None:
+        worker.wake()
+    return ImportReportOut.model_validate(report)
+
+
+@router.get("/{project_id}/imports", response_model=list[ImportRecordOut])
+def list_imports(project_id: int, db: DbDep) -> list[ImportRecordOut]:
+    return [ImportRecordOut.model_validate(r) for r in importing.list_imports(db, project_id)]
+
+
+@router.get(
+    "/{project_id}/export",
+    response_class=StreamingResponse,
+    summary="Export items and labels with each label's source, confidence and model version",
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+def export(
+    project_id: int,
+    db: DbDep,
+    fmt: Annotated[str, Query(alias="format", description="csv or jsonl")] = "csv",
+    include: Annotated[
+        str, Query(description="labeled: labelled items only; all: every item, with predictions")
+    ] = "labeled",
+) -> StreamingResponse:
+    stream = exporting.iter_export(db, project_id, fmt=fmt, include=include)
+    return StreamingResponse(
+        iter(stream),
+        media_type=stream.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{stream.filename}"'},
+    )
+
+
+def _import_options(form: FormData) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in _TEXT_OPTIONS:
+        value = form.get(name)
+        if isinstance(value, UploadFile):
+            raise InvalidInput(f"form field {name!r} must be text, not a file")
+        if value is None or (name != "label_separator" and not value.strip()):
+            continue
+        options["fmt" if name == "format" else name] = value
+    header = form.get("has_header")
+    if isinstance(header, str) and header.strip():
+        flag = header.strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise InvalidInput(f"has_header must be true or false, got {header!r}")
+        options["has_header"] = flag in _TRUE
+    return options
