@@ -4,6 +4,7 @@ migrations run on exactly the engine the server uses; the ``alembic`` CLI falls 
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from labella.storage.models import Base
 
@@ -24,7 +25,7 @@ def run_migrations_online() -> None:
     _run(connection)
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
