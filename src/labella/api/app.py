@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LabellaError)
     async def domain_error(_request: Request, exc: LabellaError) -> JSONResponse:
-        body = {"detail": exc.message, "code": exc.code}
+        body: dict[str, object] = {"detail": exc.message, "code": exc.code}
         if exc.details:
             body["details"] = exc.details
         return JSONResponse(status_code=exc.status_code, content=body)
@@ -85,3 +85,15 @@ def _include_routers(app: FastAPI) -> None:
 
     app.include_router(projects.router)
     app.include_router(jobs.router)
+
+    from labella.api.routes import labeling as labeling_routes
+
+    app.include_router(labeling_routes.router)
+
+    from labella.api.routes import models as model_routes
+
+    app.include_router(model_routes.router)
+
+    from labella.api.routes import data as data_routes
+
+    app.include_router(data_routes.router)

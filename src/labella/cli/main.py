@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -80,10 +79,16 @@ def main() -> None:  # pragma: no cover - console entry point
 
 def _register_commands() -> None:
     # Each module adds its commands to `app` / `project_app` when imported.
-    from labella.cli import project_cmds, server_cmds  # noqa: F401
+    import labella.cli.data_cmds  # noqa: F401
+    from labella.cli import (  # noqa: F401
+        loop_cmds,
+        model_cmds,
+        project_cmds,
+        server_cmds,
+    )
 
 
 _register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -40,3 +40,39 @@ def serve(
     if no_worker:
         overrides["run_worker"] = False
     run_server(Settings(**overrides))  # type: ignore[arg-type]
+
+
+@app.command()
+@friendly_errors
+def demo(
+    data: Annotated[
+        Path | None, typer.Option(help="Your own CSV/TSV/JSONL/TXT file instead of BBC News")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated classes, when --data has no labels")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set the project up, do not serve")] = False,
+) -> None:
+    """Set up a demo project (BBC News by default) and start the server on it."""
+    from labella.cli.main import open_database
+    from labella.services import demo as demo_service
+
+    settings, db = open_database(Settings(port=port) if port is not None else None)
+    try:
+        if data is None:
+            project = demo_service.prepare_bbc_demo(db, settings)
+        else:
+            project = demo_service.prepare_file_demo(
+                db,
+                settings,
+                data,
+                classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+            )
+    finally:
+        db.dispose()
+    verb = "created" if project.created else "found"
+    typer.echo(f"Demo project {project.name!r} {verb}: {project.items} items (id {project.project_id}).")
+    typer.echo("Items can be labeled at once; they are embedded in the background.")
+    if not no_serve:
+        run_server(settings)

@@ -2,3 +2,6 @@
 run jobs; each executor opens its own units of work and reports progress."""
 
 from __future__ import annotations
+
+# Each module registers its kinds with @executor when imported.
+from labella.services import encoding, ranking, training  # noqa: F401  ("encode", "rank", "train")

@@ -1,0 +1,238 @@
+"""Encoding: every item of a project is embedded once by the project's encoder, in a background job.
+
+Vectors live in the on-disk embedding cache (keyed by the item's content hash), never in the
+database; the ``item.embedded`` flag records which items the cache holds. The job walks the items
+still marked unembedded in id order, ``settings.encode_chunk`` at a time, and flags each chunk in
+its own short transaction, so a killed job resumes where it stopped and a re-run is harmless
+(cached items cost a lookup, not an encoder call).
+
+When every item is embedded, the job hands over to the model side: with no model yet it writes the
+cold-start ranking (or queues a training job if imported labels already allow one); with a model it
+predicts the newly embedded items and re-ranks the queue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+
+from labella.config import Settings
+from labella.jobs import queue
+from labella.jobs.runtime import JobContext, executor
+from labella.storage import repositories as repo
+from labella.storage.db import Database
+from labella.storage.models import Item, Job
+
+ENCODE_JOB = "encode"
+
+# Stay below SQLite's historical limit of 999 bound parameters per statement.
+_IN_BATCH = 500
+
+
+class ProgressReporter(Protocol):
+    """``JobContext.progress``: record (done, total, message); ``force`` skips the throttle."""
+
+    def __call__(
+        self, done: int, total: int, message: str | None = None, *, force: bool = False
+    ) -> None: ...
+
+
+def _no_progress(done: int, total: int, message: str | None = None, *, force: bool = False) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    total: int
+    embedded: int
+    encoded: int
+    """Vectors the encoder computed in this run (cache misses)."""
+    reused: int
+    """Items flagged embedded in this run whose vector was already cached."""
+    seconds: float
+    followup: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "embedded": self.embedded,
+            "encoded": self.encoded,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "followup": self.followup,
+        }
+
+
+def request_encoding(db: Database, project_id: int) -> Job:
+    """Queue an encode job for the project (or return the one already queued)."""
+    with db.transaction() as session:
+        repo.get_project(session, project_id)
+        return queue.enqueue(session, kind=ENCODE_JOB, project_id=project_id)
+
+
+def open_cache(settings: Settings, encoder_name: str) -> Any:
+    """The project encoder and its embedding cache, as a pair."""
+    from labella.learners.cache import EmbeddingCache
+    from labella.learners.encoders import get_text_encoder
+
+    encoder = get_text_encoder(encoder_name)
+    cache = EmbeddingCache(settings.embeddings_dir, encoder.name, encoder.dim)
+    return encoder, cache
+
+
+@dataclass(frozen=True)
+class _ChunkProgress:
+    """Progress of one chunk's encoding, reported against the whole project."""
+
+    progress: ProgressReporter
+    base: int
+    total: int
+    message: str
+
+    def __call__(self, chunk_done: int, _chunk_total: int) -> None:
+        self.progress(self.base + chunk_done, self.total, self.message)
+
+
+def _counts(db: Database, project_id: int) -> tuple[int, int]:
+    with db.reader() as session:
+        total = session.scalar(select(func.count()).where(Item.project_id == project_id)) or 0
+        return int(total), repo.count_embedded(session, project_id)
+
+
+def _next_chunk(db: Database, project_id: int, size: int) -> list[tuple[int, str, str]]:
+    with db.reader() as session:
+        rows = session.execute(
+            select(Item.id, Item.content_hash, Item.text)
+            .where(Item.project_id == project_id, Item.embedded.is_(False))
+            .order_by(Item.id)
+            .limit(size)
+        ).all()
+    return [(int(row.id), str(row.content_hash), row.text or "") for row in rows]
+
+
+def mark_embedded(db: Database, item_ids: Sequence[int]) -> None:
+    """Flag items as embedded, in one short transaction (the cache already holds their vectors)."""
+    with db.transaction() as session:
+        for start in range(0, len(item_ids), _IN_BATCH):
+            batch = list(item_ids[start : start + _IN_BATCH])
+            session.execute(update(Item).where(Item.id.in_(batch)).values(embedded=True))
+
+
+def encode_project(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    *,
+    progress: ProgressReporter = _no_progress,
+    note: str = "",
+) -> EncodeResult:
+    """Embed every unembedded item of the project, then rank or schedule training.
+
+    ``progress`` counts items, cached ones included, against the project's item count; ``note``
+    prefixes its messages (e.g. that the job was re-queued after a restart).
+    """
+    started = time.perf_counter()
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        encoder_name = project.encoder
+    encoder, cache = open_cache(settings, encoder_name)
+    chunk_size = max(1, settings.encode_chunk)
+    encoded = reused = 0
+    seen: set[int] = set()
+    try:
+        total, done = _counts(db, project_id)
+        progress(done, total, f"{note}encoding {total - done} items", force=True)
+        while True:
+            chunk = _next_chunk(db, project_id, chunk_size)
+            if not chunk:
+                break
+            ids = [item_id for item_id, _, _ in chunk]
+            if seen.intersection(ids):
+                # Only possible if the flag update silently matched nothing; never loop forever.
+                raise RuntimeError(f"items {sorted(seen.intersection(ids))[:5]} were not flagged")
+            seen.update(ids)
+            keys = [key for _, key, _ in chunk]
+            misses = len(cache.missing(keys))
+            report = _ChunkProgress(progress, done, total, f"{note}encoding items ({encoder.name})")
+
+            from labella.learners.cache import embed_with_cache
+
+            embed_with_cache(
+                encoder,
+                cache,
+                keys,
+                [text for _, _, text in chunk],
+                batch_size=settings.encode_batch_size,
+                progress=report,
+                chunk=chunk_size,
+            )
+            mark_embedded(db, ids)
+            encoded += misses
+            reused += len(chunk) - misses
+            total, done = _counts(db, project_id)
+            progress(done, total, f"{note}embedded {done} of {total} items", force=True)
+    finally:
+        cache.close()
+    followup = _after_encoding(db, settings, project_id)
+    total, done = _counts(db, project_id)
+    return EncodeResult(
+        total=total,
+        embedded=done,
+        encoded=encoded,
+        reused=reused,
+        seconds=time.perf_counter() - started,
+        followup=followup,
+    )
+
+
+def _after_encoding(db: Database, settings: Settings, project_id: int) -> str:
+    """Hand the embedded pool to the model side; returns what was done, in words."""
+    from labella.services import ranking, training
+
+    with db.transaction() as session:
+        project = repo.get_project(session, project_id)
+        latest = repo.latest_model_version(session, project_id)
+        if latest is None:
+            labels = training.load_labeled_rows(session, project)
+            if training.readiness_problem(labels, project) is None:
+                job = training.enqueue_training(
+                    session, project_id, reason="labels exist before any model"
+                )
+                return f"queued training job {job.id} on {labels.n_usable} existing labels"
+    if latest is None:
+        ranked = ranking.rank_project(db, settings, project_id)
+        return f"cold-start ranking of {ranked.n_ranked} items"
+    predicted = training.predict_missing(db, settings, project_id, latest)
+    ranked = ranking.rank_project(db, settings, project_id, model_version=latest)
+    return (
+        f"predicted {predicted} new items with model v{latest.version}; "
+        f"ranked {ranked.n_ranked} items"
+    )
+
+
+def resume_note(context: JobContext) -> str:
+    """A message prefix saying that the job was re-queued after its server stopped, if it was."""
+    with context.db.reader() as session:
+        job = session.get(Job, context.job_id)
+        if job is None or job.attempts <= 1:
+            return ""
+        return f"resumed after a restart (attempt {job.attempts}): "
+
+
+@executor(ENCODE_JOB)
+def run_encode_job(context: JobContext) -> dict[str, Any]:
+    if context.project_id is None:
+        raise ValueError("an encode job needs a project")
+    note = resume_note(context)
+    result = encode_project(
+        context.db, context.settings, context.project_id, progress=context.progress, note=note
+    )
+    summary = (
+        f"{note}embedded {result.embedded} of {result.total} items "
+        f"({result.encoded} encoded, {result.reused} from cache); {result.followup}"
+    )
+    return {**result.as_dict(), "message": summary}

@@ -1,0 +1,489 @@
+"""Ranking: order the labeling queue with the project's query strategy.
+
+The pool is every embedded item of the project (an item without an embedding cannot be scored
+yet); items with any status other than "unlabeled" are marked labeled and never selected. The
+strategy sees plain arrays only: the model's probabilities (recomputed from the embeddings by the
+stored head), the embeddings from the cache, and k-means clusters fitted once per project and
+kept on disk. The top ``settings.queue_size`` picks get a descending ``item.priority`` and a short
+``priority_reason``; every other item's priority is cleared, all in one transaction.
+
+Without a model (cold start) a probability-based strategy has nothing to score, so
+``kmeans_cold_start`` picks one representative per cluster and the batch is ordered by a
+farthest-first traversal, so that every prefix of the queue is spread over the data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, select, update
+
+from labella.config import Settings
+from labella.errors import InvalidInput
+from labella.jobs import queue
+from labella.jobs.runtime import JobContext, executor
+from labella.services.encoding import open_cache, resume_note
+from labella.storage import repositories as repo
+from labella.storage.db import Database
+from labella.storage.models import Item, ItemStatus, Job, ModelVersion
+
+RANK_JOB = "rank"
+COLD_START_BATCH = 100
+"""Items the cold-start ranking orders: one representative per cluster."""
+PROJECT_CLUSTERS = 100
+"""Clusters fitted once per project (fewer for small projects)."""
+ENSEMBLE_SIZE = 5
+"""Bootstrap heads whose disagreement stands in for posterior samples (BALD)."""
+# Strategies that read the project's clusters when given (they would cluster on every query else).
+_CLUSTERED = frozenset({"kmeans_cold_start", "typiclust"})
+_WRITE_BATCH = 5000
+_ITEMS = Item.metadata.tables[Item.__tablename__]
+
+
+@dataclass(frozen=True)
+class RankResult:
+    n_items: int
+    n_ranked: int
+    strategy: str
+    cold_start: bool
+    model_version: int | None
+    seconds: float
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_items": self.n_items,
+            "n_ranked": self.n_ranked,
+            "strategy": self.strategy,
+            "cold_start": self.cold_start,
+            "model_version": self.model_version,
+            "seconds": round(self.seconds, 3),
+            "note": self.note,
+        }
+
+
+def request_ranking(db: Database, project_id: int) -> Job:
+    """Queue a re-ranking of the project's queue (e.g. after its strategy changed)."""
+    with db.transaction() as session:
+        repo.get_project(session, project_id)
+        return queue.enqueue(session, kind=RANK_JOB, project_id=project_id)
+
+
+# -- pool ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pool:
+    item_ids: np.ndarray
+    labeled: np.ndarray
+    embeddings: np.ndarray
+    n_items: int
+    """All items of the project, embedded or not."""
+
+
+def _load_pool(db: Database, settings: Settings, project_id: int, encoder: str) -> _Pool:
+    with db.reader() as session:
+        rows = session.execute(
+            select(Item.id, Item.status, Item.content_hash, Item.embedded)
+            .where(Item.project_id == project_id)
+            .order_by(Item.id)
+        ).all()
+    embedded = [row for row in rows if row.embedded]
+    item_ids = np.fromiter((row.id for row in embedded), dtype=np.int64, count=len(embedded))
+    labeled = np.fromiter(
+        (row.status != ItemStatus.UNLABELED for row in embedded), dtype=bool, count=len(embedded)
+    )
+    _, cache = open_cache(settings, encoder)
+    try:
+        vectors, found = cache.get_many([row.content_hash for row in embedded])
+    finally:
+        cache.close()
+    if not found.all():
+        from labella.services.training import unflag_lost_embeddings
+
+        unflag_lost_embeddings(db, project_id, item_ids[~found].tolist())
+        item_ids, labeled, vectors = item_ids[found], labeled[found], vectors[found]
+    return _Pool(item_ids=item_ids, labeled=labeled, embeddings=vectors, n_items=len(rows))
+
+
+def clusters_path(settings: Settings, project_id: int) -> Path:
+    return settings.data_dir / "clusters" / f"project-{project_id}.npz"
+
+
+def project_clusters(
+    settings: Settings, project_id: int, item_ids: np.ndarray, embeddings: np.ndarray
+) -> np.ndarray:
+    """k-means cluster ids of the pool's items, fitted once and reused until the items change."""
+    from labella.strategies import fit_clusters
+
+    path = clusters_path(settings, project_id)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            if saved["item_ids"].shape == item_ids.shape and np.array_equal(
+                saved["item_ids"], item_ids
+            ):
+                return saved["clusters"].astype(np.int64)
+    n_clusters = min(PROJECT_CLUSTERS, len(item_ids))
+    clusters = fit_clusters(embeddings, n_clusters, random_state=settings.random_seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
+    with tmp.open("wb") as stream:
+        np.savez(stream, item_ids=item_ids, clusters=clusters)
+    tmp.replace(path)
+    return clusters.astype(np.int64)
+
+
+# -- model outputs -------------------------------------------------------------------------------
+
+
+def _bootstrap_prob_samples(
+    db: Database, settings: Settings, project_id: int, embeddings: np.ndarray, seed: int
+) -> np.ndarray | None:
+    """Predictions of heads fitted on bootstrap resamples of the labels, ``(B, n, K)``.
+
+    A bootstrap ensemble approximates posterior samples for BALD when the head has no dropout
+    (Beluch et al., "The power of ensembles for active learning in image classification",
+    CVPR 2018).
+    """
+    from labella.learners.heads import make_head
+    from labella.services.training import _targets, load_labeled_rows
+
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        rows = load_labeled_rows(session, project)
+    if rows.n_usable < 2:
+        return None
+    _, cache = open_cache(settings, project.encoder)
+    try:
+        X, found = cache.get_many(rows.keys)
+    finally:
+        cache.close()
+    y = _targets(rows, multi_label=project.multi_label)
+    X, y = X[found], y[found]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(ENSEMBLE_SIZE):
+        for _attempt in range(20):
+            pick = rng.integers(0, len(X), size=len(X))
+            if project.multi_label or len(np.unique(y[pick])) >= 2:
+                break
+        head = make_head(
+            project.head,
+            n_classes=len(rows.class_ids),
+            multi_label=project.multi_label,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+        head.fit(X[pick], y[pick])
+        samples.append(head.predict_proba(embeddings))
+    return np.stack(samples).astype(np.float32)
+
+
+# -- reasons -------------------------------------------------------------------------------------
+
+
+def _reasons(
+    strategy: Any,
+    pool: Any,
+    picks: np.ndarray,
+    *,
+    class_names: list[str],
+    n_clusters: int,
+) -> list[str]:
+    """A short human explanation of why each picked item is in the queue."""
+    from labella.strategies import UncertaintyStrategy, information_density
+    from labella.strategies.exploration import ExplorationMix
+
+    name = strategy.name
+    if name == "random":
+        return ["random"] * len(picks)
+    if name == "kmeans_cold_start":
+        return _cluster_reasons("cold start: cluster", pool.clusters, picks, n_clusters)
+    if name == "typiclust":
+        return _cluster_reasons("typical item of cluster", pool.clusters, picks, n_clusters)
+    if name == "kcenter_greedy":
+        return [f"k-center cover, pick {rank + 1}" for rank in range(len(picks))]
+    if name == "cluster_margin":
+        margins = 1.0 - strategy_scores("margin", pool)[picks]
+        return [
+            f"margin {m:.3f}, cluster {int(c) + 1} of {n_clusters}"
+            for m, c in zip(margins, _pool_clusters(pool, picks), strict=True)
+        ]
+    if isinstance(strategy, ExplorationMix):
+        base = strategy._base()
+        scores = base.scores(pool)
+        cut = np.sort(scores[~pool.labeled])[::-1][min(len(picks), pool.n_unlabeled) - 1]
+        return [
+            _score_reason(base.name, float(scores[i]), pool, int(i), class_names)
+            if scores[i] >= cut
+            else "exploration: random"
+            for i in picks
+        ]
+    if name == "density_weighted":
+        density = information_density(pool.embeddings, pool.labeled)
+        scores = strategy.scores(pool)
+        return [
+            f"{strategy.base} × density: {scores[i]:.3f} (density {density[i]:.2f})" for i in picks
+        ]
+    if isinstance(strategy, UncertaintyStrategy):
+        scores = strategy.scores(pool)
+        return [_score_reason(name, float(scores[i]), pool, int(i), class_names) for i in picks]
+    return [f"{name}, pick {rank + 1}" for rank in range(len(picks))]
+
+
+def strategy_scores(name: str, pool: Any) -> np.ndarray:
+    from labella.strategies import UncertaintyStrategy, get_strategy
+
+    strategy = get_strategy(name)
+    assert isinstance(strategy, UncertaintyStrategy)
+    return strategy.scores(pool)
+
+
+def _score_reason(name: str, score: float, pool: Any, index: int, class_names: list[str]) -> str:
+    if name == "margin":
+        return f"margin {1.0 - score:.3f}"
+    if name == "least_confidence":
+        return f"confidence {1.0 - score:.3f}"
+    if name == "ratio":
+        return f"ratio {score:.3f}"
+    if name in ("entropy", "ml_entropy"):
+        return f"{'label ' if name == 'ml_entropy' else ''}entropy {score:.3f}"
+    if name == "bald":
+        return f"BALD {score:.3f}"
+    if name == "ml_margin" and pool.probs is not None:
+        row = pool.probs[index]
+        thresholds = pool.class_thresholds()
+        closest = int(np.argmin(np.abs(row - thresholds)))
+        label = class_names[closest] if closest < len(class_names) else f"class {closest}"
+        return f"{label!r} at {row[closest]:.2f} (threshold {thresholds[closest]:.2f})"
+    return f"{name} {score:.3f}"
+
+
+def _pool_clusters(pool: Any, picks: np.ndarray) -> np.ndarray:
+    if pool.clusters is None:
+        return np.zeros(len(picks), dtype=np.int64)
+    return np.asarray(pool.clusters)[picks]
+
+
+def _cluster_reasons(
+    prefix: str, clusters: np.ndarray | None, picks: np.ndarray, n_clusters: int
+) -> list[str]:
+    if clusters is None:
+        return [f"{prefix.split(':')[0]}, pick {rank + 1}" for rank in range(len(picks))]
+    sizes = np.bincount(clusters)
+    return [
+        f"{prefix} {int(c) + 1} of {n_clusters} ({_items(int(sizes[c]))})" for c in clusters[picks]
+    ]
+
+
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
+def farthest_first(embeddings: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Reorder ``picks`` so each next item is the one farthest from those before it.
+
+    Gonzalez, "Clustering to minimize the maximum intercluster distance", TCS 1985. The first
+    pick stays first (the strategy's best), and every prefix of the result is spread out.
+    """
+    if len(picks) <= 2:
+        return picks
+    points = np.asarray(embeddings[picks], dtype=np.float32)
+    sq = np.einsum("ij,ij->i", points, points)
+    nearest = np.full(len(picks), np.inf, dtype=np.float32)
+    order = np.empty(len(picks), dtype=np.int64)
+    taken = np.zeros(len(picks), dtype=bool)
+    current = 0
+    for step in range(len(picks)):
+        order[step] = current
+        taken[current] = True
+        d2 = sq + sq[current] - 2.0 * (points @ points[current])
+        np.minimum(nearest, d2, out=nearest)
+        nearest[taken] = -np.inf
+        current = int(np.argmax(nearest))
+    return picks[order]
+
+
+# -- ranking -------------------------------------------------------------------------------------
+
+
+def _choose_strategy(project: Any, has_model: bool, multi_label: bool) -> tuple[Any, bool, str]:
+    """The strategy to run, whether this is a cold start, and a note on any substitution."""
+    from labella.strategies import get_strategy
+
+    try:
+        strategy = get_strategy(project.strategy, **dict(project.strategy_params or {}))
+    except ValueError as exc:
+        raise InvalidInput(f"project strategy {project.strategy!r} is not usable: {exc}") from exc
+    needs_model = bool(strategy.requires & {"probs", "prob_samples"})
+    if needs_model and not has_model:
+        return get_strategy("kmeans_cold_start"), True, ""
+    mode = strategy.label_mode
+    if (mode == "single" and multi_label) or (mode == "multi" and not multi_label):
+        fallback = "ml_margin" if multi_label else "margin"
+        note = (
+            f"strategy {project.strategy!r} does not fit a "
+            f"{'multi' if multi_label else 'single'}-label project; ranked with {fallback!r}"
+        )
+        return get_strategy(fallback), False, note
+    return strategy, not has_model, ""
+
+
+def rank_project(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    *,
+    model_version: ModelVersion | None = None,
+) -> RankResult:
+    """Compute the queue order with the project's strategy and write ``item.priority``.
+
+    ``model_version`` defaults to the newest; without one the ranking is a cold start.
+    Reproducible: the strategy's randomness is seeded with ``random_seed + version``.
+    """
+    from labella.services.training import load_head
+    from labella.strategies import EmptyPoolError, PoolView
+
+    started = time.perf_counter()
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        if model_version is None:
+            model_version = repo.latest_model_version(session, project_id)
+        class_names = [c.name for c in sorted(project.classes, key=lambda c: c.position)]
+    version = model_version.version if model_version is not None else 0
+    seed = settings.random_seed + version
+    rng = np.random.default_rng(seed)
+    pool_data = _load_pool(db, settings, project_id, project.encoder)
+    strategy, cold_start, note = _choose_strategy(
+        project, model_version is not None, project.multi_label
+    )
+    if pool_data.labeled.all():
+        _write_priorities(db, project_id, np.empty(0, dtype=np.int64), [])
+        return RankResult(
+            n_items=pool_data.n_items,
+            n_ranked=0,
+            strategy=strategy.name,
+            cold_start=cold_start,
+            model_version=model_version.version if model_version else None,
+            seconds=time.perf_counter() - started,
+            note=note or "nothing left to rank",
+        )
+
+    probs = thresholds = prob_samples = None
+    if model_version is not None and not cold_start:
+        head = load_head(model_version)
+        if "probs" in _needs(strategy):
+            probs = head.predict_proba(pool_data.embeddings)
+        if head.multi_label:
+            thresholds = np.asarray(head.thresholds_, dtype=np.float32)
+        if "prob_samples" in strategy.requires:
+            prob_samples = _bootstrap_prob_samples(
+                db, settings, project_id, pool_data.embeddings, seed
+            )
+    clusters = None
+    if "clusters" in _needs(strategy) or strategy.name in _CLUSTERED:
+        clusters = project_clusters(
+            settings, project_id, pool_data.item_ids, pool_data.embeddings
+        )
+    pool = PoolView(
+        labeled=pool_data.labeled,
+        probs=probs,
+        embeddings=pool_data.embeddings,
+        prob_samples=prob_samples,
+        clusters=clusters,
+        multi_label=bool(project.multi_label),
+        thresholds=thresholds,
+    )
+    n_wanted = _batch_size(strategy.name, settings, project.retrain_every, clusters)
+    representatives = strategy.name == "kmeans_cold_start"
+    try:
+        picks = strategy.select(pool, n_wanted, rng=rng)
+    except EmptyPoolError:
+        picks = np.empty(0, dtype=np.int64)
+    if representatives:
+        picks = farthest_first(pool_data.embeddings, picks)
+    n_clusters = int(clusters.max()) + 1 if clusters is not None and clusters.size else 0
+    reasons = _reasons(strategy, pool, picks, class_names=class_names, n_clusters=n_clusters)
+    _write_priorities(db, project_id, pool_data.item_ids[picks], reasons)
+    return RankResult(
+        n_items=pool_data.n_items,
+        n_ranked=len(picks),
+        strategy=strategy.name,
+        cold_start=cold_start,
+        model_version=model_version.version if model_version is not None else None,
+        seconds=time.perf_counter() - started,
+        note=note,
+    )
+
+
+def _batch_size(
+    name: str, settings: Settings, retrain_every: int, clusters: np.ndarray | None
+) -> int:
+    """How many items to rank: ``settings.queue_size``, less for the per-pick strategies.
+
+    Greedy k-center makes one pass over the pool per pick, so it ranks a few retraining rounds'
+    worth of items (the next training re-ranks anyway); the cold start ranks one representative
+    per cluster.
+    """
+    if name == "kmeans_cold_start":
+        n_clusters = int(np.unique(clusters).size) if clusters is not None else COLD_START_BATCH
+        return min(settings.queue_size, COLD_START_BATCH, n_clusters)
+    if name == "kcenter_greedy":
+        return min(settings.queue_size, max(COLD_START_BATCH, 4 * retrain_every))
+    return settings.queue_size
+
+
+def _needs(strategy: Any) -> set[str]:
+    """Inputs a strategy reads: its declared requirements plus those of a composed base."""
+    needs = set(strategy.requires)
+    base = getattr(strategy, "base", None)
+    if isinstance(base, str):
+        from labella.strategies import strategy_class
+
+        needs |= set(strategy_class(base).requires)
+    return needs
+
+
+def _write_priorities(
+    db: Database, project_id: int, item_ids: np.ndarray, reasons: list[str]
+) -> None:
+    """Clear the project's old ranking and write the new one, in one transaction.
+
+    The first item gets the highest priority (``len(item_ids)``), the last 1.
+    """
+    table = _ITEMS
+    n = len(item_ids)
+    rows = [
+        {"item_id": int(item_id), "new_priority": float(n - rank), "new_reason": reason[:200]}
+        for rank, (item_id, reason) in enumerate(zip(item_ids, reasons, strict=True))
+    ]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("item_id"))
+        .values(priority=bindparam("new_priority"), priority_reason=bindparam("new_reason"))
+    )
+    with db.transaction() as session:
+        session.execute(
+            update(table)
+            .where(table.c.project_id == project_id, table.c.priority.is_not(None))
+            .values(priority=None, priority_reason=None)
+        )
+        for start in range(0, len(rows), _WRITE_BATCH):
+            session.execute(statement, rows[start : start + _WRITE_BATCH])
+
+
+@executor(RANK_JOB)
+def run_rank_job(context: JobContext) -> dict[str, Any]:
+    if context.project_id is None:
+        raise ValueError("a rank job needs a project")
+    note = resume_note(context)
+    context.progress(0, 1, f"{note}ranking the queue", force=True)
+    result = rank_project(context.db, context.settings, context.project_id)
+    kind = "cold-start ranking" if result.cold_start else f"ranking with {result.strategy!r}"
+    message = f"{note}{kind}: {result.n_ranked} of {result.n_items} items queued"
+    if result.note:
+        message += f" ({result.note})"
+    return {**result.as_dict(), "message": message}

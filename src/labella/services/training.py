@@ -1,0 +1,744 @@
+"""Training: fit the project's head on the embeddings of its human-labeled items, evaluate it by
+cross-validation, store it as a new model version, predict every unlabeled item and re-rank.
+
+Training runs in a background job (kind "train"), on demand and automatically every
+``project.retrain_every`` new human labels (:func:`maybe_schedule_training`, called by the labeling
+service inside its own transaction).
+
+Head columns: column ``j`` of a head belongs to the ``j``-th class of the project ordered by
+position at training time. The artifact (and ``metrics["class_ids"]``) records these class ids, and
+``Prediction.probs[j]`` is the probability of ``class_ids[j]``; a class added later has no column,
+so its probability is 0 until the next training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from labella.config import Settings
+from labella.errors import NotReady
+from labella.jobs import queue
+from labella.jobs.runtime import JobContext, executor
+from labella.services.encoding import (
+    ENCODE_JOB,
+    ProgressReporter,
+    _no_progress,
+    open_cache,
+    resume_note,
+)
+from labella.storage import repositories as repo
+from labella.storage.db import Database
+from labella.storage.models import (
+    Item,
+    ItemStatus,
+    Job,
+    JobStatus,
+    Label,
+    LabelSource,
+    LabelValue,
+    ModelVersion,
+    Prediction,
+    Project,
+)
+
+TRAIN_JOB = "train"
+CV_FOLDS = 5
+PREDICT_CHUNK = 2000
+# Statuses whose items get a prediction: everything no human has decided yet.
+PREDICTED_STATUSES = (ItemStatus.UNLABELED, ItemStatus.SKIPPED, ItemStatus.AUTO)
+_IN_BATCH = 500
+_MIN_LABELS = 2
+_PREDICTIONS = Prediction.metadata.tables[Prediction.__tablename__]
+
+
+# -- labeled data ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabeledRows:
+    """The current human labels of a project, as training targets over head columns."""
+
+    class_ids: list[int]
+    class_names: list[str]
+    item_ids: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    columns: list[list[int]] = field(default_factory=list)
+    """Head column indices of each usable item's classes (one for single-label)."""
+    n_human: int = 0
+    """Items with a current human label, embedded or not."""
+    n_unembedded: int = 0
+
+    @property
+    def n_usable(self) -> int:
+        return len(self.item_ids)
+
+    def class_counts(self) -> list[int]:
+        counts = [0] * len(self.class_ids)
+        for cols in self.columns:
+            for column in cols:
+                counts[column] += 1
+        return counts
+
+
+def load_labeled_rows(session: Session, project: Project) -> LabeledRows:
+    """Every item whose current label is a human's (skips excluded), grouped per item."""
+    classes = sorted(project.classes, key=lambda c: c.position)
+    class_ids = [c.id for c in classes]
+    column_of = {class_id: j for j, class_id in enumerate(class_ids)}
+    rows = session.execute(
+        select(Label.item_id, Item.content_hash, Item.embedded, LabelValue.class_id)
+        .join(Item, Item.id == Label.item_id)
+        .outerjoin(LabelValue, LabelValue.label_id == Label.id)
+        .where(
+            Label.project_id == project.id,
+            Label.is_current.is_(True),
+            Label.source == LabelSource.HUMAN,
+            Label.skipped.is_(False),
+        )
+        .order_by(Label.item_id)
+    ).all()
+    per_item: dict[int, tuple[str, bool, set[int]]] = {}
+    for item_id, key, embedded, class_id in rows:
+        entry = per_item.setdefault(int(item_id), (str(key), bool(embedded), set()))
+        if class_id is not None and class_id in column_of:
+            entry[2].add(column_of[class_id])
+    item_ids: list[int] = []
+    keys: list[str] = []
+    columns: list[list[int]] = []
+    n_unembedded = 0
+    for item_id, (key, embedded, cols) in per_item.items():
+        if not embedded:
+            n_unembedded += 1
+            continue
+        if not project.multi_label and not cols:
+            continue  # a single-label label without a class cannot be a target
+        item_ids.append(item_id)
+        keys.append(key)
+        # A single-label item should have exactly one class; if not, the first by position wins.
+        columns.append(sorted(cols) if project.multi_label else [min(cols)])
+    return LabeledRows(
+        class_ids=class_ids,
+        class_names=[c.name for c in classes],
+        item_ids=item_ids,
+        keys=keys,
+        columns=columns,
+        n_human=len(per_item),
+        n_unembedded=n_unembedded,
+    )
+
+
+def readiness_problem(rows: LabeledRows, project: Project) -> str | None:
+    """Why the labels cannot train a model yet, in words; None when they can."""
+    waiting = (
+        f" ({rows.n_unembedded} labeled items are still being encoded; they count once the "
+        "encode job has embedded them)"
+        if rows.n_unembedded
+        else ""
+    )
+    if rows.n_human == 0:
+        return (
+            f"project {project.name!r} has no human labels yet; label at least {_MIN_LABELS} "
+            "items of 2 different classes before training"
+        )
+    if rows.n_usable < _MIN_LABELS:
+        return (
+            f"training needs at least {_MIN_LABELS} labeled, embedded items; project "
+            f"{project.name!r} has {rows.n_usable}{waiting}"
+        )
+    counts = rows.class_counts()
+    present = [name for name, n in zip(rows.class_names, counts, strict=True) if n]
+    if project.multi_label:
+        distinct = {tuple(cols) for cols in rows.columns}
+        if not present or len(distinct) < 2:
+            return (
+                "training needs labels that differ: so far every labeled item has the same "
+                f"classes ({', '.join(present) or 'none'}){waiting}"
+            )
+        return None
+    if len(present) < 2:
+        return (
+            "training needs labels of at least 2 different classes; so far only "
+            f"{present[0]!r} is labeled ({counts[rows.class_names.index(present[0])]} items)"
+            f"{waiting}"
+        )
+    return None
+
+
+def _targets(rows: LabeledRows, *, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        indicator = np.zeros((rows.n_usable, len(rows.class_ids)), dtype=bool)
+        for i, cols in enumerate(rows.columns):
+            indicator[i, cols] = True
+        return indicator
+    return np.asarray([cols[0] for cols in rows.columns], dtype=np.int64)
+
+
+# -- scheduling -----------------------------------------------------------------------------------
+
+
+def _active_training(session: Session, project_id: int) -> Job | None:
+    return session.scalar(
+        select(Job)
+        .where(
+            Job.project_id == project_id,
+            Job.kind == TRAIN_JOB,
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        .order_by(Job.id)
+        .limit(1)
+    )
+
+
+def enqueue_training(session: Session, project_id: int, *, reason: str) -> Job:
+    return queue.enqueue(session, kind=TRAIN_JOB, project_id=project_id, params={"reason": reason})
+
+
+def _usable_label_stats(session: Session, project_id: int) -> tuple[int, int]:
+    """Items with a current human label that are embedded, and the classes those labels use."""
+    row = session.execute(
+        select(
+            func.count(func.distinct(Label.item_id)),
+            func.count(func.distinct(LabelValue.class_id)),
+        )
+        .select_from(Label)
+        .join(Item, Item.id == Label.item_id)
+        .outerjoin(LabelValue, LabelValue.label_id == Label.id)
+        .where(
+            Label.project_id == project_id,
+            Label.is_current.is_(True),
+            Label.source == LabelSource.HUMAN,
+            Label.skipped.is_(False),
+            Item.embedded.is_(True),
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def maybe_schedule_training(session: Session, project: Project) -> Job | None:
+    """Queue a training job when ``project.retrain_every`` human labels were added since the last
+    model and none is queued or running; returns the new job, else None.
+
+    Runs inside the caller's transaction (the labeling service, after each label). It does not
+    queue a job that is bound to fail: a single-label project needs two labeled classes among
+    its embedded items first.
+    """
+    n_labels = repo.count_human_labels(session, project.id)
+    latest = repo.latest_model_version(session, project.id)
+    trained_on = latest.n_labels if latest is not None else 0
+    if n_labels - trained_on < project.retrain_every or n_labels < _MIN_LABELS:
+        return None
+    if _active_training(session, project.id) is not None:
+        return None
+    # Only labels of embedded items train; a job bound to fail is not queued (the next label, or
+    # the end of the encode job, tries again).
+    usable, n_classes = _usable_label_stats(session, project.id)
+    if usable < _MIN_LABELS or n_classes < (1 if project.multi_label else 2):
+        return None
+    return enqueue_training(
+        session, project.id, reason=f"{n_labels - trained_on} new labels since the last model"
+    )
+
+
+def request_training(db: Database, project_id: int) -> Job:
+    """Queue a training job now; NotReady (409) says what is missing when the labels cannot
+    train a model yet."""
+    with db.transaction() as session:
+        project = repo.get_project(session, project_id, for_update=True)
+        problem = readiness_problem(load_labeled_rows(session, project), project)
+        if problem is not None:
+            raise NotReady(problem)
+        return enqueue_training(session, project_id, reason="requested")
+
+
+def list_model_versions(db: Database, project_id: int) -> list[ModelVersion]:
+    """Every model version of the project, oldest first (the learning curve)."""
+    with db.reader() as session:
+        repo.get_project(session, project_id)
+        return list(
+            session.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.project_id == project_id)
+                .order_by(ModelVersion.version)
+            )
+        )
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+
+
+def artifact_path(settings: Settings, project_id: int, version: int) -> Path:
+    return settings.models_dir / f"project-{project_id}" / f"v{version}.npz"
+
+
+def save_head(head: Any, path: Path, *, kind: str, class_ids: Sequence[int]) -> None:
+    """Write the head's learned arrays with np.savez, atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {
+        "kind": np.asarray(kind),
+        "class_ids": np.asarray(class_ids, dtype=np.int64),
+        "multi_label": np.asarray(bool(head.multi_label)),
+        # The optimiser's flat parameter vector: the one array that restores any head kind.
+        "params": np.asarray(head._params, dtype=np.float64),
+        "n_features_in": np.asarray(head.n_features_in_),
+        "class_counts": np.asarray(head.class_counts_),
+        "n_samples_seen": np.asarray(head.n_samples_seen_),
+        "coef": np.asarray(head.coef_),
+        "intercept": np.asarray(head.intercept_),
+    }
+    if head.multi_label:
+        arrays["thresholds"] = np.asarray(head.thresholds_, dtype=np.float64)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as stream:
+        np.savez(stream, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+
+
+def load_head(model_version: ModelVersion) -> Any:
+    """The fitted head of a model version, read back from its artifact.
+
+    Its ``classes_`` holds the project class ids of its columns (scikit-learn's convention).
+    """
+    from labella.learners.heads import make_head
+
+    path = Path(model_version.artifact_path)
+    if not path.is_file():
+        raise NotReady(
+            f"the artifact of model version {model_version.version} is missing ({path}); "
+            "train the model again"
+        )
+    with np.load(path, allow_pickle=False) as data:
+        class_ids = data["class_ids"].astype(np.int64)
+        multi_label = bool(data["multi_label"])
+        head: Any = make_head(
+            str(data["kind"]),
+            n_classes=len(class_ids),
+            multi_label=multi_label,
+            random_state=None,
+        )
+        params = data["params"].astype(np.float64)
+        head.n_features_in_ = int(data["n_features_in"])
+        head.class_counts_ = data["class_counts"]
+        head.n_samples_seen_ = int(data["n_samples_seen"])
+        if multi_label:
+            head.thresholds_ = data["thresholds"]
+    # The heads have no public "set state"; restoring the parameter vector is how a fitted
+    # head is rebuilt without refitting.
+    head._params = params
+    head._publish_params(params)
+    head.classes_ = class_ids
+    return head
+
+
+# -- predictions ----------------------------------------------------------------------------------
+
+
+def summarise_probs(
+    probs: np.ndarray, class_ids: np.ndarray, *, multi_label: bool, thresholds: np.ndarray | None
+) -> tuple[list[list[int]], np.ndarray]:
+    """Predicted class ids per row and a confidence per row.
+
+    Single-label: the argmax class, confidence = its probability. Multi-label: every class at or
+    above its threshold, confidence = mean over classes of max(p, 1 - p).
+    """
+    if multi_label:
+        cut = thresholds if thresholds is not None else np.full(probs.shape[1], 0.5)
+        chosen = probs >= cut.astype(np.float32)
+        predicted = [class_ids[row].tolist() for row in chosen]
+        confidence = np.maximum(probs, 1.0 - probs).mean(axis=1)
+        return predicted, confidence
+    top = probs.argmax(axis=1)
+    return [[int(class_ids[j])] for j in top], probs.max(axis=1)
+
+
+def _needs_prediction(project_id: int, model_version_id: int) -> Any:
+    return (
+        select(Item.id, Item.content_hash)
+        .outerjoin(Prediction, Prediction.item_id == Item.id)
+        .where(
+            Item.project_id == project_id,
+            Item.embedded.is_(True),
+            Item.status.in_(list(PREDICTED_STATUSES)),
+            # rows of older models only: a newer model's predictions are never overwritten
+            or_(Prediction.item_id.is_(None), Prediction.model_version_id < model_version_id),
+        )
+    )
+
+
+def unflag_lost_embeddings(db: Database, project_id: int, item_ids: Sequence[int]) -> None:
+    """Items flagged embedded whose vectors are not in the cache (a deleted cache directory):
+    flag them unembedded and queue an encode job, so they are encoded again."""
+    if not item_ids:
+        return
+    with db.transaction() as session:
+        for start in range(0, len(item_ids), _IN_BATCH):
+            batch = list(item_ids[start : start + _IN_BATCH])
+            session.execute(update(Item).where(Item.id.in_(batch)).values(embedded=False))
+        queue.enqueue(session, kind=ENCODE_JOB, project_id=project_id)
+
+
+def write_predictions(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    model_version: ModelVersion,
+    *,
+    head: Any | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Store the model's prediction for every embedded item no human has labeled that has none
+    from this model version (or a newer one) yet, so a re-run continues where it stopped; then
+    drop the predictions of older versions (items labeled since keep none). Each chunk is
+    replaced in its own short transaction. Returns the number of items predicted."""
+    head = head if head is not None else load_head(model_version)
+    class_ids = np.asarray(head.classes_, dtype=np.int64)
+    thresholds = getattr(head, "thresholds_", None) if head.multi_label else None
+    with db.reader() as session:
+        pending = _needs_prediction(project_id, model_version.id).subquery()
+        todo = int(session.scalar(select(func.count()).select_from(pending)) or 0)
+    _, cache = open_cache(settings, model_version.encoder)
+    done = 0
+    last_id = 0
+    lost: list[int] = []
+    try:
+        while True:
+            with db.reader() as session:
+                chunk = session.execute(
+                    _needs_prediction(project_id, model_version.id)
+                    .where(Item.id > last_id)
+                    .order_by(Item.id)
+                    .limit(PREDICT_CHUNK)
+                ).all()
+            if not chunk:
+                break
+            last_id = int(chunk[-1].id)
+            ids = np.asarray([row.id for row in chunk], dtype=np.int64)
+            vectors, found = cache.get_many([row.content_hash for row in chunk])
+            lost.extend(ids[~found].tolist())
+            ids, vectors = ids[found], vectors[found]
+            if len(ids):
+                probs = head.predict_proba(vectors)
+                predicted, confidence = summarise_probs(
+                    probs, class_ids, multi_label=head.multi_label, thresholds=thresholds
+                )
+                rows = [
+                    {
+                        "item_id": item_id,
+                        "project_id": project_id,
+                        "model_version_id": model_version.id,
+                        "probs": prob_row,
+                        "predicted": predicted_ids,
+                        "confidence": conf,
+                    }
+                    for item_id, prob_row, predicted_ids, conf in zip(
+                        ids.tolist(),
+                        np.round(probs.astype(np.float64), 6).tolist(),
+                        predicted,
+                        confidence.tolist(),
+                        strict=True,
+                    )
+                ]
+                _replace_predictions(db, ids.tolist(), rows)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, max(todo, done))
+    finally:
+        cache.close()
+    with db.transaction() as session:
+        session.execute(
+            delete(Prediction).where(
+                Prediction.project_id == project_id,
+                Prediction.model_version_id < model_version.id,
+            )
+        )
+    unflag_lost_embeddings(db, project_id, lost)
+    return done - len(lost)
+
+
+def _replace_predictions(db: Database, item_ids: list[int], rows: list[dict[str, Any]]) -> None:
+    table = _PREDICTIONS
+    with db.transaction() as session:
+        for start in range(0, len(item_ids), _IN_BATCH):
+            batch = item_ids[start : start + _IN_BATCH]
+            session.execute(delete(table).where(table.c.item_id.in_(batch)))
+        session.execute(insert(table), rows)
+
+
+def predict_missing(
+    db: Database, settings: Settings, project_id: int, model_version: ModelVersion
+) -> int:
+    """Predictions for items embedded after the model was trained (new imports)."""
+    return write_predictions(db, settings, project_id, model_version)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_version_id: int
+    version: int
+    n_labels: int
+    metrics: dict[str, Any]
+    n_predicted: int
+    n_ranked: int
+    seconds: float
+    reused: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        metrics = self.metrics
+        return {
+            "model_version_id": self.model_version_id,
+            "version": self.version,
+            "n_labels": self.n_labels,
+            "accuracy": metrics.get("accuracy"),
+            "macro_f1": metrics.get("macro_f1"),
+            "n_predicted": self.n_predicted,
+            "n_ranked": self.n_ranked,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Stages:
+    """Maps each stage's own (done, total) onto one 0..100 progress scale."""
+
+    weights: ClassVar[dict[str, int]] = {
+        "load": 5,
+        "evaluate": 30,
+        "fit": 10,
+        "predict": 45,
+        "rank": 10,
+    }
+
+    def __init__(self, progress: ProgressReporter, note: str) -> None:
+        self.progress = progress
+        self.note = note
+
+    def begin(self, stage: str, message: str) -> None:
+        self.progress(self._offset(stage), 100, f"{self.note}{message}", force=True)
+
+    def _offset(self, stage: str) -> int:
+        total = 0
+        for name, weight in self.weights.items():
+            if name == stage:
+                return total
+            total += weight
+        raise KeyError(stage)
+
+    def within(self, stage: str, message: str) -> Callable[[int, int], None]:
+        offset, weight = self._offset(stage), self.weights[stage]
+
+        def report(done: int, total: int) -> None:
+            fraction = done / total if total else 1.0
+            self.progress(offset + int(weight * fraction), 100, f"{self.note}{message}")
+
+        return report
+
+
+def _fit_model(
+    rows: LabeledRows, X: np.ndarray, project: Project, settings: Settings, stages: _Stages
+) -> tuple[Any, dict[str, Any]]:
+    from labella.learners.evaluation import cross_validated_metrics
+    from labella.learners.heads import make_head
+
+    n_classes = len(rows.class_ids)
+    y = _targets(rows, multi_label=project.multi_label)
+    seed = settings.random_seed
+
+    def new_head() -> Any:
+        return make_head(
+            project.head, n_classes=n_classes, multi_label=project.multi_label, random_state=seed
+        )
+
+    stages.begin("evaluate", f"cross-validating on {rows.n_usable} labels")
+    started = time.perf_counter()
+    metrics = dict(
+        cross_validated_metrics(
+            new_head,
+            X,
+            y,
+            n_classes=n_classes,
+            multi_label=project.multi_label,
+            folds=CV_FOLDS,
+            random_state=seed,
+            class_names=rows.class_names,
+        )
+    )
+    cv_seconds = time.perf_counter() - started
+    stages.begin("fit", f"training the {project.head} head on {rows.n_usable} labels")
+    started = time.perf_counter()
+    head = new_head().fit(X, y)
+    head.classes_ = np.asarray(rows.class_ids, dtype=np.int64)
+    metrics.update(
+        {
+            "n_labels": rows.n_usable,
+            "class_ids": rows.class_ids,
+            "class_names": rows.class_names,
+            "class_counts": rows.class_counts(),
+            "train_seconds": round(time.perf_counter() - started, 4),
+            "cv_seconds": round(cv_seconds, 4),
+        }
+    )
+    return head, _json_safe(metrics)
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars and arrays as plain JSON (NaN as null), so the metrics store on any backend."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _store_model_version(
+    db: Database,
+    settings: Settings,
+    project: Project,
+    head: Any,
+    metrics: dict[str, Any],
+    *,
+    n_labels: int,
+    job_id: int | None,
+    class_ids: list[int],
+) -> ModelVersion:
+    with db.transaction() as session:
+        # The project lock (PostgreSQL) or the write lock (SQLite) keeps two trainings of one
+        # project from taking the same version number.
+        repo.get_project(session, project.id, for_update=True)
+        latest = repo.latest_model_version(session, project.id)
+        version = (latest.version if latest is not None else 0) + 1
+        path = artifact_path(settings, project.id, version).resolve()
+        save_head(head, path, kind=project.head, class_ids=class_ids)
+        model_version = ModelVersion(
+            project_id=project.id,
+            version=version,
+            head=project.head,
+            encoder=project.encoder,
+            n_labels=n_labels,
+            metrics=metrics,
+            artifact_path=str(path),
+            job_id=job_id,
+        )
+        session.add(model_version)
+        session.flush()
+        return model_version
+
+
+def train_project(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    *,
+    job_id: int | None = None,
+    progress: ProgressReporter = _no_progress,
+    note: str = "",
+) -> TrainResult:
+    """Train a new model version on the current human labels, predict the rest and re-rank.
+
+    A re-run of the same job (after a restart) reuses the model version the job already stored
+    and only finishes its predictions and ranking.
+    """
+    from labella.services.ranking import rank_project
+
+    started = time.perf_counter()
+    stages = _Stages(progress, note)
+    stages.begin("load", "loading labels and embeddings")
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        existing = (
+            session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+            if job_id is not None
+            else None
+        )
+        rows = load_labeled_rows(session, project)
+    reused = existing is not None
+    if existing is not None:
+        model_version = existing
+        head = load_head(existing)
+    else:
+        problem = readiness_problem(rows, project)
+        if problem is not None:
+            raise NotReady(problem)
+        _, cache = open_cache(settings, project.encoder)
+        try:
+            X, found = cache.get_many(rows.keys)
+        finally:
+            cache.close()
+        if not found.all():
+            lost = [item_id for item_id, ok in zip(rows.item_ids, found, strict=True) if not ok]
+            unflag_lost_embeddings(db, project_id, lost)
+            raise NotReady(
+                f"the embeddings of {len(lost)} labeled items are missing from the cache; they "
+                "are being encoded again, train once that job has finished"
+            )
+        head, metrics = _fit_model(rows, X, project, settings, stages)
+        model_version = _store_model_version(
+            db,
+            settings,
+            project,
+            head,
+            metrics,
+            n_labels=rows.n_usable,
+            job_id=job_id,
+            class_ids=rows.class_ids,
+        )
+    stages.begin("predict", f"predicting unlabeled items with model v{model_version.version}")
+    n_predicted = write_predictions(
+        db,
+        settings,
+        project_id,
+        model_version,
+        head=head,
+        progress=stages.within("predict", f"predicting with model v{model_version.version}"),
+    )
+    stages.begin("rank", f"ranking the queue with strategy {project.strategy!r}")
+    ranked = rank_project(db, settings, project_id, model_version=model_version)
+    progress(100, 100, f"{note}model v{model_version.version} ready", force=True)
+    return TrainResult(
+        model_version_id=model_version.id,
+        version=model_version.version,
+        n_labels=model_version.n_labels,
+        metrics=dict(model_version.metrics),
+        n_predicted=n_predicted,
+        n_ranked=ranked.n_ranked,
+        seconds=time.perf_counter() - started,
+        reused=reused,
+    )
+
+
+@executor(TRAIN_JOB)
+def run_train_job(context: JobContext) -> dict[str, Any]:
+    if context.project_id is None:
+        raise ValueError("a train job needs a project")
+    note = resume_note(context)
+    result = train_project(
+        context.db,
+        context.settings,
+        context.project_id,
+        job_id=context.job_id,
+        progress=context.progress,
+        note=note,
+    )
+    accuracy = result.metrics.get("accuracy")
+    quality = f", cross-validated accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+    message = (
+        f"{note}model v{result.version} trained on {result.n_labels} labels{quality}; "
+        f"{result.n_predicted} items predicted, {result.n_ranked} ranked"
+    )
+    return {**result.as_dict(), "message": message}
