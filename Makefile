@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo serve test test-fast lint typecheck bench bench-deps postgres clean
+.PHONY: demo serve test test-fast lint typecheck bench bench-deps postgres browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
 # PostgreSQL server binaries for the test suite (Debian's package); the tests start their own server.
@@ -30,14 +30,21 @@ postgres:
 	else echo "installing PostgreSQL (Debian package) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 
+# Debian's Chromium for the browser tests, driven by the playwright package (whose own browser
+# download is never used: the tests launch /usr/bin/chromium).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	else echo "installing Chromium (Debian package) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
 demo: $(STAMP)
 	$(BIN)/labella demo
 
 serve: $(STAMP)
 	$(BIN)/labella serve
 
-test: $(DEV_STAMP) postgres lint typecheck
-	LABELLA_REQUIRE_POSTGRES=1 HF_HUB_OFFLINE=1 $(BIN)/pytest
+test: $(DEV_STAMP) postgres browser lint typecheck
+	LABELLA_REQUIRE_POSTGRES=1 LABELLA_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 test-fast: $(DEV_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -x -q -m "not slow"

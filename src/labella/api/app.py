@@ -97,3 +97,11 @@ def _include_routers(app: FastAPI) -> None:
     from labella.api.routes import data as data_routes
 
     app.include_router(data_routes.router)
+
+    from labella.api.routes import items as item_routes
+
+    app.include_router(item_routes.router)
+
+    from labella.web import routes as web_routes
+
+    web_routes.install(app)

@@ -1,0 +1,162 @@
+"""Page routes of the browser UI and the mount of its static files.
+
+Each page is a server-rendered shell: the project, its classes and the choices a form needs are
+rendered into the page (and into a JSON "boot" block for the page's ES module), and everything
+live after that (counts, the queue, jobs) the module fetches from the JSON API.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from labella.api.deps import DbDep
+from labella.errors import NotFound
+from labella.services import browse
+from labella.services import projects as project_service
+from labella.storage.db import Database
+from labella.storage.models import ItemStatus, Project, ProjectKind
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+
+KIND_NAMES = {
+    ProjectKind.TEXT_CLASSIFICATION.value: "Text classification",
+    ProjectKind.IMAGE_CLASSIFICATION.value: "Image classification",
+    ProjectKind.OBJECT_DETECTION.value: "Object detection",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+class _RevalidatedStaticFiles(StaticFiles):
+    """Static files that browsers revalidate on every load (a cheap 304 when unchanged), so that
+    the ES modules of an upgraded server are never mixed with cached ones of the old."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages and ``/static`` to the app."""
+    app.include_router(router)
+    app.mount("/static", _RevalidatedStaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _page(
+    request: Request, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _project_page(
+    request: Request, db: Database, project_id: int, template: str, page: str
+) -> Response:
+    try:
+        project = project_service.get_project(db, project_id)
+    except NotFound as exc:
+        return _page(request, "not_found.html", status_code=404, message=exc.message)
+    return _page(
+        request,
+        template,
+        project=project,
+        page=page,
+        kind_name=KIND_NAMES.get(project.kind, project.kind),
+        boot={
+            "project": project_boot(project),
+            "strategies": strategy_catalogue(),
+            "statuses": [s.value for s in ItemStatus],
+        },
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def projects_page(request: Request, db: DbDep) -> Response:
+    return _page(
+        request,
+        "projects.html",
+        page="projects",
+        summaries=browse.project_summaries(db),
+        kinds=[
+            {"value": kind, "name": name, "available": kind in project_service.SUPPORTED_KINDS}
+            for kind, name in KIND_NAMES.items()
+        ],
+        strategies=strategy_catalogue(),
+        palette=project_service.PALETTE,
+        boot={"strategies": strategy_catalogue(), "palette": project_service.PALETTE},
+    )
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def dashboard_page(request: Request, project_id: int, db: DbDep) -> Response:
+    return _project_page(request, db, project_id, "dashboard.html", "dashboard")
+
+
+@router.get("/projects/{project_id}/label", response_class=HTMLResponse)
+def label_page(request: Request, project_id: int, db: DbDep) -> Response:
+    return _project_page(request, db, project_id, "label.html", "label")
+
+
+@router.get("/projects/{project_id}/items", response_class=HTMLResponse)
+def items_page(request: Request, project_id: int, db: DbDep) -> Response:
+    return _project_page(request, db, project_id, "items.html", "items")
+
+
+def project_boot(project: Project) -> dict[str, Any]:
+    """What the page modules need to know about the project before their first request."""
+    return {
+        "id": project.id,
+        "name": project.name,
+        "kind": project.kind,
+        "multi_label": project.multi_label,
+        "strategy": project.strategy,
+        "strategy_params": project.strategy_params,
+        "retrain_every": project.retrain_every,
+        "classes": [
+            {
+                "id": cls.id,
+                "name": cls.name,
+                "color": cls.color,
+                "shortcut": cls.shortcut,
+                "position": cls.position,
+            }
+            for cls in sorted(project.classes, key=lambda c: c.position)
+        ],
+    }
+
+
+def strategy_catalogue() -> list[dict[str, Any]]:
+    """Every registered query strategy with its settings and their defaults, for the forms."""
+    from labella.strategies import available_strategies
+    from labella.strategies.registry import strategy_class
+
+    catalogue = []
+    for name in available_strategies():
+        cls = strategy_class(name)
+        signature = inspect.signature(cls.__init__)
+        params = []
+        for param_name in cls.param_names():
+            default = signature.parameters[param_name].default
+            # the form edits plain values; nested settings (base_params) stay API-only
+            if not isinstance(default, bool | int | float | str):
+                continue
+            params.append({"name": param_name, "default": default})
+        doc = inspect.getdoc(cls) or ""
+        catalogue.append(
+            {
+                "name": name,
+                "summary": doc.split("\n\n", 1)[0].replace("\n", " ").replace("``", ""),
+                "label_mode": getattr(cls, "_label_mode", "any"),
+                "params": params,
+            }
+        )
+    return catalogue

@@ -1,0 +1,112 @@
+// The projects page: the "new project" form (classes with colours and keys, the query strategy
+// and its settings). The list itself is rendered by the server.
+
+import { api } from "./api.js";
+import { bootData, el, showError } from "./ui.js";
+import { findStrategy, readParams, renderParams } from "./strategy_form.js";
+
+const boot = bootData();
+const form = document.getElementById("create-form");
+const rows = document.getElementById("class-rows");
+const errorBox = document.getElementById("create-error");
+const strategySelect = document.getElementById("p-strategy");
+const paramsBox = document.getElementById("strategy-params");
+const summary = document.getElementById("strategy-summary");
+const palette = boot.palette || ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+
+function renumber() {
+  [...rows.children].forEach((row, index) => {
+    const n = index + 1;
+    row.querySelector(".class-name").setAttribute("aria-label", `Class ${n} name`);
+    row.querySelector(".class-color").setAttribute("aria-label", `Class ${n} colour`);
+    const key = row.querySelector(".class-key");
+    key.setAttribute("aria-label", `Class ${n} key`);
+    key.placeholder = n <= 9 ? String(n) : "";
+    row.querySelector(".remove-class").setAttribute("aria-label", `Remove class ${n}`);
+  });
+}
+
+function addClassRow(name = "") {
+  const index = rows.children.length;
+  const row = el(
+    "li.class-row",
+    {},
+    el("input.class-name", { name: "class_name", value: name, maxlength: 200, autocomplete: "off", placeholder: "class name" }),
+    el("input.class-color", { type: "color", name: "class_color", value: palette[index % palette.length] }),
+    el("input.class-key", { name: "class_key", maxlength: 1, size: 2, autocomplete: "off" }),
+    el("button.button.secondary.small.remove-class", {
+      type: "button",
+      onclick: () => {
+        if (rows.children.length > 1) {
+          row.remove();
+          renumber();
+        }
+      },
+    }, "Remove"),
+  );
+  rows.append(row);
+  renumber();
+  return row;
+}
+
+function showStrategy() {
+  const strategy = findStrategy(boot.strategies || [], strategySelect.value);
+  summary.textContent = strategy.summary || "";
+  renderParams(paramsBox, strategy);
+}
+
+function readClasses() {
+  return [...rows.children]
+    .map((row) => ({
+      name: row.querySelector(".class-name").value.trim(),
+      color: row.querySelector(".class-color").value,
+      shortcut: row.querySelector(".class-key").value.trim(),
+    }))
+    .filter((cls) => cls.name);
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError(errorBox, null);
+  const data = new FormData(form);
+  let body;
+  try {
+    const strategy = findStrategy(boot.strategies || [], strategySelect.value);
+    body = {
+      name: String(data.get("name") || "").trim(),
+      description: String(data.get("description") || ""),
+      kind: data.get("kind"),
+      multi_label: data.get("multi_label") === "true",
+      classes: readClasses(),
+      strategy: strategy.name,
+      strategy_params: readParams(paramsBox, strategy),
+      retrain_every: Number(data.get("retrain_every") || 50),
+    };
+  } catch (error) {
+    showError(errorBox, error);
+    return;
+  }
+  if (!body.name) {
+    showError(errorBox, new Error("Give the project a name."));
+    form.elements.name.focus();
+    return;
+  }
+  const submit = form.querySelector("[type=submit]");
+  submit.disabled = true;
+  try {
+    const project = await api("/api/projects", { method: "POST", body });
+    window.location.assign(`/projects/${project.id}#import`);
+  } catch (error) {
+    showError(errorBox, error);
+    submit.disabled = false;
+  }
+});
+
+document.getElementById("add-class").addEventListener("click", () => {
+  addClassRow().querySelector(".class-name").focus();
+});
+strategySelect.addEventListener("change", showStrategy);
+
+addClassRow();
+addClassRow();
+showStrategy();
