@@ -19,7 +19,13 @@ from labella.jobs.worker import Worker
 from labella.services import projects as project_service
 from labella.storage.db import Database
 from labella.storage.migrate import upgrade_database
-from tests.pg_server import PostgresServer, PostgresUnavailable, create_database, drop_database, start_postgres
+from tests.pg_server import (
+    PostgresServer,
+    PostgresUnavailable,
+    create_database,
+    drop_database,
+    start_postgres,
+)
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -99,9 +105,7 @@ def worker(db: Database, settings: Settings) -> Worker:
 def make_project(db: Database) -> Callable[..., Any]:
     counter = iter(range(1, 10_000))
 
-    def factory(
-        classes: tuple[str, ...] = ("negative", "positive"), **overrides: Any
-    ) -> Any:
+    def factory(classes: tuple[str, ...] = ("negative", "positive"), **overrides: Any) -> Any:
         spec = project_service.ProjectSpec(
             name=overrides.pop("name", f"project {next(counter)}"),
             classes=[project_service.ClassSpec(name=c) for c in classes],

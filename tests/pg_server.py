@@ -64,7 +64,9 @@ def start_postgres() -> PostgresServer:
     initdb = _find_bin("initdb")
     pg_ctl = _find_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        raise PostgresUnavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
+        raise PostgresUnavailable(
+            "PostgreSQL server binaries not found (apt-get install postgresql)"
+        )
     as_user: list[str] = []
     user = pwd.getpwuid(os.getuid()).pw_name
     root = Path(tempfile.mkdtemp(prefix="labella-pg-"))
@@ -79,13 +81,38 @@ def start_postgres() -> PostgresServer:
     datadir = root / "data"
     port = _free_port()
     subprocess.run(
-        [*as_user, initdb, "-D", str(datadir), "-U", user, "-A", "trust", "-E", "UTF8", "--no-sync"],
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(datadir),
+            "-U",
+            user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    )
     result = subprocess.run(
-        [*as_user, pg_ctl, "-D", str(datadir), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
         capture_output=True,
         text=True,
     )
@@ -103,7 +130,9 @@ def _wait_ready(server: PostgresServer, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with psycopg.connect(host="127.0.0.1", port=server.port, user=server.user, dbname="postgres"):
+            with psycopg.connect(
+                host="127.0.0.1", port=server.port, user=server.user, dbname="postgres"
+            ):
                 return
         except psycopg.OperationalError:
             if time.monotonic() > deadline:

@@ -16,25 +16,37 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LABELLA_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path("labella-data"), description="Where the database, caches and models live")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under data_dir when unset")
+    data_dir: Path = Field(
+        default=Path("labella-data"), description="Where the database, caches and models live"
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under data_dir when unset"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
-    max_upload_bytes: int = Field(default=512 * 1024 * 1024, description="Largest import file accepted")
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, description="Largest import file accepted"
+    )
     import_chunk_rows: int = Field(default=5000, description="Rows written per database round trip")
 
     text_encoder: str = "all-MiniLM-L6-v2"
     encode_batch_size: int = 64
     encode_chunk: int = 512
 
-    run_worker: bool = Field(default=True, description="Run the job worker inside the server process")
+    run_worker: bool = Field(
+        default=True, description="Run the job worker inside the server process"
+    )
     worker_poll_seconds: float = 0.5
     job_heartbeat_seconds: float = 5.0
-    job_stale_seconds: float = Field(default=60.0, description="A running job silent this long is orphaned")
+    job_stale_seconds: float = Field(
+        default=60.0, description="A running job silent this long is orphaned"
+    )
     job_max_attempts: int = 3
 
-    queue_size: int = Field(default=2000, description="How many items each ranking orders explicitly")
+    queue_size: int = Field(
+        default=2000, description="How many items each ranking orders explicitly"
+    )
     lease_seconds: int = Field(default=600, description="How long a served item stays reserved")
     random_seed: int = 0
 

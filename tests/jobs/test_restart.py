@@ -193,7 +193,6 @@ def test_killed_server_resumes_the_encode_job_and_keeps_labels(server: Server) -
         or "resumed after a restart (attempt 2)" in first_seen["message"]
     ), first_seen
 
-
     def finished() -> dict[str, Any] | None:
         job = server.get(f"/api/jobs/{job_id}")
         return job if job["status"] not in ("queued", "running") else None

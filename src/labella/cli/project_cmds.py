@@ -14,7 +14,9 @@ from labella.cli.main import friendly_errors, open_database, project_app
 def create(
     name: Annotated[str, typer.Argument(help="Project name")],
     classes: Annotated[str, typer.Option("--classes", "-c", help="Comma-separated class names")],
-    multi_label: Annotated[bool, typer.Option("--multi-label", help="Items may take several classes")] = False,
+    multi_label: Annotated[
+        bool, typer.Option("--multi-label", help="Items may take several classes")
+    ] = False,
     strategy: Annotated[str, typer.Option(help="Query strategy")] = "margin",
     retrain_every: Annotated[int, typer.Option(help="Retrain after this many new labels")] = 50,
     description: Annotated[str, typer.Option(help="Free text")] = "",
@@ -32,7 +34,8 @@ def create(
         description=description,
     )
     project = service.create_project(db, spec)
-    typer.echo(f"created project {project.id}: {project.name} ({', '.join(c.name for c in project.classes)})")
+    names = ", ".join(c.name for c in project.classes)
+    typer.echo(f"created project {project.id}: {project.name} ({names})")
 
 
 @project_app.command("list")

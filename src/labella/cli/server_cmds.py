@@ -26,8 +26,12 @@ def run_server(settings: Settings) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Where the database and caches live")] = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run background jobs here")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the database and caches live")
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run background jobs here")
+    ] = False,
 ) -> None:
     """Start the server (the schema is upgraded at start)."""
     overrides: dict[str, object] = {}
@@ -52,7 +56,9 @@ def demo(
         str | None, typer.Option(help="Comma-separated classes, when --data has no labels")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set the project up, do not serve")] = False,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Set the project up, do not serve")
+    ] = False,
 ) -> None:
     """Set up a demo project (BBC News by default) and start the server on it."""
     from labella.cli.main import open_database
@@ -72,7 +78,9 @@ def demo(
     finally:
         db.dispose()
     verb = "created" if project.created else "found"
-    typer.echo(f"Demo project {project.name!r} {verb}: {project.items} items (id {project.project_id}).")
+    typer.echo(
+        f"Demo project {project.name!r} {verb}: {project.items} items (id {project.project_id})."
+    )
     typer.echo("Items can be labeled at once; they are embedded in the background.")
     if not no_serve:
         run_server(settings)

@@ -81,7 +81,11 @@ def heartbeat(session: Session, job_id: int) -> None:
 
 
 def set_progress(session: Session, job_id: int, done: int, total: int, message: str | None) -> None:
-    values: dict[str, Any] = {"progress_done": done, "progress_total": total, "heartbeat_at": utcnow()}
+    values: dict[str, Any] = {
+        "progress_done": done,
+        "progress_total": total,
+        "heartbeat_at": utcnow(),
+    }
     if message is not None:
         values["message"] = message
     session.execute(update(Job).where(Job.id == job_id).values(**values))

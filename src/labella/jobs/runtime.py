@@ -28,7 +28,9 @@ class JobContext:
     min_report_interval: float = 0.5
     _last_report: float = field(default=0.0, repr=False)
 
-    def progress(self, done: int, total: int, message: str | None = None, *, force: bool = False) -> None:
+    def progress(
+        self, done: int, total: int, message: str | None = None, *, force: bool = False
+    ) -> None:
         """Record progress (throttled) and stop the job if it was cancelled meanwhile."""
         now = time.monotonic()
         if not force and done < total and now - self._last_report < self.min_report_interval:

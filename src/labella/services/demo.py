@@ -17,7 +17,13 @@ from labella.storage.db import Database
 
 BBC_PROJECT = "BBC News (demo)"
 BBC_CLASSES = ("business", "entertainment", "politics", "sport", "tech")
-_BBC_FOLDERS = {"business": "business", "entertainment": "entertainment", "politics": "politics", "sports": "sport", "tech": "tech"}
+_BBC_FOLDERS = {
+    "business": "business",
+    "entertainment": "entertainment",
+    "politics": "politics",
+    "sports": "sport",
+    "tech": "tech",
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,9 @@ def _existing(db: Database, name: str) -> DemoProject | None:
         return DemoProject(project_id=project.id, name=name, created=False, items=total)
 
 
-def _import(db: Database, settings: Settings, project_id: int, path: Path, **options: object) -> int:
+def _import(
+    db: Database, settings: Settings, project_id: int, path: Path, **options: object
+) -> int:
     from labella.services.importing import import_file
 
     with path.open("rb") as stream:
@@ -115,7 +123,7 @@ def prepare_file_demo(
     text_field: str | None = None,
     label_field: str | None = None,
 ) -> DemoProject:
-    """A project from the user's own file; the classes come from ``classes`` or the file's labels."""
+    """A project from the user's own file, with ``classes`` or else the labels found in it."""
     if not path.is_file():
         raise InvalidInput(f"demo data file not found: {path}")
     name = f"{path.stem} (demo)"
@@ -126,7 +134,9 @@ def prepare_file_demo(
         from labella.services.readers import scan_labels
 
         with path.open("rb") as stream:
-            classes = scan_labels(stream, filename=path.name, text_field=text_field, label_field=label_field)
+            classes = scan_labels(
+                stream, filename=path.name, text_field=text_field, label_field=label_field
+            )
         if len(classes) < 2:
             raise InvalidInput(
                 f"{path.name} has no label column with at least two classes; "

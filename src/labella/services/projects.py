@@ -23,7 +23,18 @@ from labella.storage.models import (
 )
 
 SUPPORTED_KINDS = (ProjectKind.TEXT_CLASSIFICATION,)
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+PALETTE = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+]
 
 
 @dataclass(frozen=True)
@@ -91,9 +102,8 @@ def create_project(db: Database, spec: ProjectSpec) -> Project:
     if not name:
         raise InvalidInput("project name must not be empty")
     if spec.kind not in {k.value for k in ProjectKind}:
-        raise InvalidInput(
-            f"unknown project kind {spec.kind!r}; choose one of: {', '.join(k.value for k in ProjectKind)}"
-        )
+        kinds = ", ".join(k.value for k in ProjectKind)
+        raise InvalidInput(f"unknown project kind {spec.kind!r}; choose one of: {kinds}")
     if spec.kind not in SUPPORTED_KINDS:
         raise InvalidInput(f"project kind {spec.kind!r} is not available in this version yet")
     if spec.retrain_every < 1:
@@ -178,8 +188,10 @@ def update_project(
         project = repo.get_project(session, project_id, for_update=True)
         if strategy is not None or strategy_params is not None:
             new_strategy = strategy or project.strategy
-            new_params = strategy_params if strategy_params is not None else (
-                project.strategy_params if strategy is None else {}
+            new_params = (
+                strategy_params
+                if strategy_params is not None
+                else (project.strategy_params if strategy is None else {})
             )
             _check_strategy(new_strategy, new_params)
             project.strategy = new_strategy

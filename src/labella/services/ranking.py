@@ -385,9 +385,7 @@ def rank_project(
             )
     clusters = None
     if "clusters" in _needs(strategy) or strategy.name in _CLUSTERED:
-        clusters = project_clusters(
-            settings, project_id, pool_data.item_ids, pool_data.embeddings
-        )
+        clusters = project_clusters(settings, project_id, pool_data.item_ids, pool_data.embeddings)
     pool = PoolView(
         labeled=pool_data.labeled,
         probs=probs,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -42,7 +42,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class ProjectKind(enum.StrEnum):
@@ -100,7 +100,9 @@ class LabelClass(Base):
     __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(Integer)
     color: Mapped[str] = mapped_column(String(20), default="")
@@ -166,7 +168,9 @@ class LabelValue(Base):
 
     __tablename__ = "label_value"
 
-    label_id: Mapped[int] = mapped_column(ForeignKey("label.id", ondelete="CASCADE"), primary_key=True)
+    label_id: Mapped[int] = mapped_column(
+        ForeignKey("label.id", ondelete="CASCADE"), primary_key=True
+    )
     class_id: Mapped[int] = mapped_column(
         ForeignKey("label_class.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
@@ -184,7 +188,9 @@ class ModelVersion(Base):
     n_labels: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifact_path: Mapped[str] = mapped_column(Text)
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"), default=None)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job.id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -194,9 +200,13 @@ class Prediction(Base):
     __tablename__ = "prediction"
     __table_args__ = (Index("ix_prediction_project_conf", "project_id", "confidence"),)
 
-    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("item.id", ondelete="CASCADE"), primary_key=True
+    )
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE")
+    )
     probs: Mapped[list[Any]] = mapped_column(JSON)
     predicted: Mapped[list[Any]] = mapped_column(JSON)  # class ids the model predicts
     confidence: Mapped[float] = mapped_column(Float)
@@ -232,7 +242,9 @@ class ImportRecord(Base):
     __tablename__ = "import_record"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     filename: Mapped[str] = mapped_column(String(500))
     format: Mapped[str] = mapped_column(String(20))
     rows: Mapped[int] = mapped_column(Integer, default=0)

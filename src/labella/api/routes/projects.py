@@ -82,7 +82,9 @@ def project_status(project_id: int, db: DbDep) -> ProjectStatusOut:
     )
 
 
-@router.post("/{project_id}/classes", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
+@router.post(
+    "/{project_id}/classes", status_code=status.HTTP_201_CREATED, response_model=ProjectOut
+)
 def add_class(project_id: int, body: ClassIn, db: DbDep) -> ProjectOut:
     return ProjectOut.model_validate(service.add_class(db, project_id, _class_spec(body)))
 
