@@ -288,3 +288,24 @@ def test_multi_label_partial_fit_learns_a_new_label(kind: str) -> None:
     assert head.predict_proba(X[300:])[positives, 2].mean() > before[positives].mean() + 0.3
     assert (after[:, 2] == positives).mean() >= 0.85
     assert (after[:, 0] == Y[300:, 0].astype(bool)).mean() >= 0.85
+
+
+def test_make_head_applies_the_kind_defaults_and_lets_params_override_them() -> None:
+    default = make_head("linear", n_classes=3)
+    assert isinstance(default, LinearHead)
+    assert default.C == 10.0
+    explicit = make_head("linear", n_classes=3, C=0.5)
+    assert isinstance(explicit, LinearHead)
+    assert explicit.C == 0.5
+
+
+def test_default_linear_head_is_confident_on_separable_unit_norm_embeddings() -> None:
+    # Unit-norm vectors like sentence embeddings: the defaults must give usable confidences
+    # (auto-label thresholds of 0.9 and more), not near-uniform rows.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    y = np.repeat(np.arange(3), 20)
+    X = centres[y] + 0.3 * rng.normal(size=(60, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    head = make_head("linear", n_classes=3, random_state=0).fit(X, y)
+    assert float(np.median(head.predict_proba(X).max(axis=1))) > 0.95
