@@ -87,6 +87,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MiB page cache per connection instead of 2 MiB: the queue and items-table indexes of a
+    # 100,000-item project then stay in memory between requests.
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
