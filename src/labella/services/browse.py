@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from labella.errors import InvalidInput
-from labella.services.labeling import as_utc
+from labella.services.labeling import ClassRef, as_utc
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -51,12 +51,6 @@ _STATUS_OF_SOURCE = {
 
 
 # -- views -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClassRef:
-    id: int
-    name: str
-
-
 @dataclass(frozen=True)
 class ItemFilter:
     """Validated filters of the items table; ``None`` means "any"."""
