@@ -85,6 +85,7 @@ def _register_commands() -> None:
         model_cmds,
         project_cmds,
         server_cmds,
+        simulate_cmds,
     )
 
 
