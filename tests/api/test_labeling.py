@@ -171,3 +171,25 @@ def test_routes_are_in_the_openapi_docs(client: TestClient) -> None:
         "/api/projects/{project_id}/autolabel",
     ):
         assert path in paths, path
+
+
+def test_a_retried_answer_with_the_same_request_id_is_recorded_once(
+    client: TestClient, db: Database
+) -> None:
+    pid = create_project(client)["id"]
+    (item_id,) = add_items(db, pid, 1)
+    url = f"/api/projects/{pid}/items/{item_id}/label"
+    body = {"classes": ["positive"], "annotator": "ana", "request_id": "answer-1"}
+    first = client.post(url, json=body)
+    again = client.post(url, json=body)
+    assert first.status_code == again.status_code == 201, again.text
+    assert first.json()["label"]["id"] == again.json()["label"]["id"]
+    assert len(client.get(f"/api/projects/{pid}/items/{item_id}").json()["labels"]) == 1
+    # a new answer (a new key) for the same item is a change, kept in the history
+    changed = client.post(url, json={**body, "classes": ["negative"], "request_id": "answer-2"})
+    assert changed.json()["label"]["id"] != first.json()["label"]["id"]
+    assert len(client.get(f"/api/projects/{pid}/items/{item_id}").json()["labels"]) == 2
+    skip_url = f"/api/projects/{pid}/items/{item_id}/skip"
+    skip = {"annotator": "ana", "request_id": "answer-3"}
+    assert client.post(skip_url, json=skip).json() == client.post(skip_url, json=skip).json()
+    assert len(client.get(f"/api/projects/{pid}/items/{item_id}").json()["labels"]) == 3

@@ -163,9 +163,12 @@ def test_concurrent_annotators_never_share_an_item(
         thread.join(60)
     assert not errors
     per_annotator = [set(ids) for ids in served.values()]
-    assert all(len(ids) == 10 for ids in per_annotator)  # refreshes returned the same 10
+    assert len(per_annotator) == 6 and all(len(ids) >= 10 for ids in per_annotator)
+    # No item is ever on two annotators' screens. (A refresh usually returns the annotator's own
+    # 10 again, as the sequential tests check; under SKIP LOCKED a row another transaction has just
+    # locked is passed over, so a concurrent refresh may lease a further item instead.)
     everything = [i for ids in per_annotator for i in ids]
-    assert len(everything) == len(set(everything)) == 60
+    assert len(everything) == len(set(everything))
 
 
 def test_queue_item_carries_the_prediction(

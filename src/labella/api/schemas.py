@@ -149,15 +149,27 @@ class NextBatchOut(BaseModel):
     items: list[QueueItemOut]
 
 
+_REQUEST_ID = (
+    "A key the client makes once per answer (e.g. a UUID); sending the same answer again with it "
+    "returns the label already made instead of recording a second one"
+)
+
+
 class LabelIn(BaseModel):
     classes: list[int | str] = Field(
         description="Class ids (numbers) or names (strings); exactly one for a single-label project"
     )
     annotator: str = Field(default="anonymous", min_length=1, max_length=200)
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description=_REQUEST_ID
+    )
 
 
 class SkipIn(BaseModel):
     annotator: str = Field(default="anonymous", min_length=1, max_length=200)
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description=_REQUEST_ID
+    )
 
 
 class LabelOut(BaseModel):

@@ -312,11 +312,14 @@ def submit_label(
     *,
     classes: list[int | str],
     annotator: str = DEFAULT_ANNOTATOR,
+    request_id: str | None = None,
 ) -> LabelResult:
     """Record a human label (class ids or names) as the item's current label.
 
     Submitting again changes the label: the previous row is kept, marked superseded. The training
-    the project's retrain policy asks for is scheduled in the same transaction as the label.
+    the project's retrain policy asks for is scheduled in the same transaction as the label. A
+    repeated ``request_id`` for the item (a client retrying after a lost response) returns the
+    label that request already made.
     """
     from labella.services.training import maybe_schedule_training
 
@@ -325,6 +328,9 @@ def submit_label(
         project = repo.get_project(session, project_id)
         resolved = resolve_classes(project, classes)
         item = _lock_item(session, project_id, item_id)
+        replayed = _replayed_result(session, project, item, request_id)
+        if replayed is not None:
+            return replayed
         label = _replace_current_label(
             session,
             item,
@@ -334,6 +340,7 @@ def submit_label(
                 source=LabelSource.HUMAN,
                 skipped=False,
                 annotator=annotator,
+                request_id=request_id,
                 values=[LabelValue(class_id=cls.id) for cls in resolved],
             ),
             status=ItemStatus.LABELED,
@@ -347,7 +354,12 @@ def submit_label(
 
 
 def skip_item(
-    db: Database, project_id: int, item_id: int, *, annotator: str = DEFAULT_ANNOTATOR
+    db: Database,
+    project_id: int,
+    item_id: int,
+    *,
+    annotator: str = DEFAULT_ANNOTATOR,
+    request_id: str | None = None,
 ) -> LabelResult:
     """Set an item aside: a skip is recorded like a label (so it has a history) and the item
     leaves the queue with status ``skipped``."""
@@ -355,6 +367,9 @@ def skip_item(
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
         item = _lock_item(session, project_id, item_id)
+        replayed = _replayed_result(session, project, item, request_id)
+        if replayed is not None:
+            return replayed
         label = _replace_current_label(
             session,
             item,
@@ -364,6 +379,7 @@ def skip_item(
                 source=LabelSource.HUMAN,
                 skipped=True,
                 annotator=annotator,
+                request_id=request_id,
                 values=[],
             ),
             status=ItemStatus.SKIPPED,
@@ -448,6 +464,24 @@ def clean_annotator(annotator: str) -> str:
     if len(name) > _ANNOTATOR_MAX_CHARS:
         raise InvalidInput(f"annotator must be at most {_ANNOTATOR_MAX_CHARS} characters")
     return name
+
+
+def _replayed_result(
+    session: Session, project: Project, item: Item, request_id: str | None
+) -> LabelResult | None:
+    """The result of an earlier request with the same key for this item, if there was one."""
+    if request_id is None:
+        return None
+    earlier = session.scalar(
+        select(Label).where(Label.item_id == item.id, Label.request_id == request_id)
+    )
+    if earlier is None:
+        return None
+    return LabelResult(
+        label=_label_view(earlier, _Classes.of(project), None),
+        item_status=item.status,
+        training_job_id=None,
+    )
 
 
 def _lock_item(session: Session, project_id: int, item_id: int) -> Item:

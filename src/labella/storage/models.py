@@ -144,6 +144,8 @@ class Label(Base):
     __table_args__ = (
         Index("ix_label_item_current", "item_id", "is_current"),
         Index("ix_label_project_current", "project_id", "is_current", "source"),
+        # a client's retry of the same answer (lost response) finds the label it already made
+        UniqueConstraint("item_id", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,6 +161,7 @@ class Label(Base):
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
     values: Mapped[list[LabelValue]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 

@@ -52,7 +52,12 @@ def submit_label(
 ) -> LabelResultOut:
     """Label an item (or change its label: the previous one stays in the history)."""
     result = service.submit_label(
-        db, project_id, item_id, classes=body.classes, annotator=body.annotator
+        db,
+        project_id,
+        item_id,
+        classes=body.classes,
+        annotator=body.annotator,
+        request_id=body.request_id,
     )
     if result.training_job_id is not None and worker is not None:
         worker.wake()
@@ -66,9 +71,11 @@ def skip_item(
     project_id: int, item_id: int, db: DbDep, body: SkipIn | None = None
 ) -> LabelResultOut:
     """Set an item aside; it leaves the queue and the skip is kept in its history."""
-    annotator = body.annotator if body is not None else service.DEFAULT_ANNOTATOR
+    body = body or SkipIn()
     return LabelResultOut.model_validate(
-        service.skip_item(db, project_id, item_id, annotator=annotator)
+        service.skip_item(
+            db, project_id, item_id, annotator=body.annotator, request_id=body.request_id
+        )
     )
 
 

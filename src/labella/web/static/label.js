@@ -65,10 +65,13 @@ annotatorInput.addEventListener("keydown", (event) => {
 const outbox = new Outbox(`labella.outbox.${project.id}`, {
   send: (entry) =>
     entry.kind === "skip"
-      ? api(`${base}/items/${entry.item_id}/skip`, { method: "POST", body: { annotator: entry.annotator } })
+      ? api(`${base}/items/${entry.item_id}/skip`, {
+          method: "POST",
+          body: { annotator: entry.annotator, request_id: entry.request_id },
+        })
       : api(`${base}/items/${entry.item_id}/label`, {
           method: "POST",
-          body: { classes: entry.classes, annotator: entry.annotator },
+          body: { classes: entry.classes, annotator: entry.annotator, request_id: entry.request_id },
         }),
   onChange: () => renderStatus(),
   onRejected: (entry, error) =>

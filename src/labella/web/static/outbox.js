@@ -62,7 +62,8 @@ export class Outbox {
 
   /** Queue an answer. An unsent answer for the same item is replaced: only the last one counts. */
   add(entry) {
-    const record = { ...entry, queued_at: Date.now() };
+    // one key per answer: a retry after a lost response is recognised by the server, not doubled
+    const record = { ...entry, queued_at: Date.now(), request_id: newRequestId() };
     const index = this.entries.findIndex((e) => e.item_id === entry.item_id && e !== this.inflight);
     if (index >= 0) this.entries[index] = record;
     else this.entries.push(record);
@@ -122,4 +123,9 @@ export class Outbox {
     // jitter, so that many annotators coming back at once do not retry in step
     this.timer = setTimeout(() => this.flush(), delay * (0.75 + Math.random() * 0.5));
   }
+}
+
+function newRequestId() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
