@@ -23,7 +23,7 @@ def test_upgrade_is_idempotent_and_records_the_head(db: Database) -> None:
     upgrade_database(db.engine)  # already at head: nothing to do, no error
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert version == "0002"
+    assert version == "0003"
     tables = set(inspect(db.engine).get_table_names())
     assert {"project", "item", "label", "prediction", "model_version", "job"} <= tables
 

@@ -133,6 +133,9 @@ class Item(Base):
     priority_reason: Mapped[str | None] = mapped_column(String(200), default=None)
     random_key: Mapped[float] = mapped_column(Float)
     embedded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Drawn uniformly from the pool for unbiased evaluation (active-learning picks are biased);
+    # labeled like any other item, interleaved with the queue.
+    eval_sample: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     leased_by: Mapped[str | None] = mapped_column(String(200), default=None)
     import_id: Mapped[int | None] = mapped_column(ForeignKey("import_record.id"), default=None)
@@ -256,3 +259,36 @@ class ImportRecord(Base):
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FlagStatus(enum.StrEnum):
+    OPEN = "open"
+    KEPT = "kept"  # the reviewer confirmed the label
+    CHANGED = "changed"  # the reviewer gave a new label (it supersedes the flagged one)
+
+
+class LabelFlag(Base):
+    """A human label the model disagrees with confidently, queued for a reviewer."""
+
+    __tablename__ = "label_flag"
+    __table_args__ = (Index("ix_label_flag_queue", "project_id", "status", "score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    label_id: Mapped[int] = mapped_column(ForeignKey("label.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(40), default="suspect_label")
+    score: Mapped[float] = mapped_column(Float)
+    suggested_class_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label_class.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[str] = mapped_column(String(20), default=FlagStatus.OPEN)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    resolution_label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label.id", ondelete="SET NULL"), default=None
+    )
