@@ -245,6 +245,47 @@ class _BaseHead:
         self.thresholds_ = thresholds
         return self
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The learned state as named arrays (e.g. for ``np.savez``), enough for ``partial_fit``
+        to go on after ``set_state``. Hyperparameters are not included: rebuild the head with the
+        same constructor arguments, then call ``set_state``."""
+        state = {
+            "params": self._fitted_params().copy(),
+            "n_features_in": np.asarray(self.n_features_in_),
+            "class_counts": self.class_counts_.copy(),
+            "n_samples_seen": np.asarray(self.n_samples_seen_),
+            "n_iter": np.asarray(self.n_iter_),
+            "converged": np.asarray(self.converged_),
+            "prototype_sums": self._prototypes.sums.copy(),
+            "prototype_counts": self._prototypes.counts.copy(),
+        }
+        if self.multi_label:
+            state["thresholds"] = self.thresholds_.copy()
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> Self:
+        """Restore what :meth:`get_state` returned (from a head built with the same settings)."""
+        n_features = int(state["n_features_in"])
+        params = np.asarray(state["params"], dtype=np.float64)
+        if params.shape != self._initial_params(n_features).shape:
+            raise ValueError(
+                f"saved parameters have shape {params.shape}, which does not fit this "
+                f"{type(self).__name__} with {self.n_classes} classes and {n_features} features"
+            )
+        self.n_features_in_ = n_features
+        self.class_counts_ = np.asarray(state["class_counts"], dtype=np.int64)
+        self.n_samples_seen_ = int(state["n_samples_seen"])
+        self.n_iter_ = int(state["n_iter"])
+        self.converged_ = bool(state["converged"])
+        self._prototypes = _Prototypes(self.n_classes, n_features, self.multi_label)
+        self._prototypes.sums = np.asarray(state["prototype_sums"], dtype=np.float64)
+        self._prototypes.counts = np.asarray(state["prototype_counts"], dtype=np.float64)
+        if self.multi_label:
+            self.thresholds_ = np.asarray(state["thresholds"], dtype=np.float64)
+        self._params = params
+        self._publish_params(params)
+        return self
+
     # -- validation ---------------------------------------------------------------------------
 
     def _fitted_params(self) -> np.ndarray:

