@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=600, description="How long a served item stays reserved")
     random_seed: int = 0
 
+    eval_sample_size: int = Field(
+        default=100,
+        ge=0,
+        description="Items drawn uniformly at random per project for unbiased evaluation",
+    )
+    eval_every: int = Field(
+        default=5, ge=0, description="Serve one evaluation-sample item every this many; 0: never"
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

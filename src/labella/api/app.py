@@ -102,6 +102,14 @@ def _include_routers(app: FastAPI) -> None:
 
     app.include_router(item_routes.router)
 
+    from labella.api.routes import review as review_routes
+
+    app.include_router(review_routes.router)
+
+    from labella.api.routes import evaluation as evaluation_routes
+
+    app.include_router(evaluation_routes.router)
+
     from labella.web import routes as web_routes
 
     web_routes.install(app)

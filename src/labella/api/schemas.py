@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ClassIn(BaseModel):
@@ -220,7 +220,22 @@ class ItemHistoryOut(BaseModel):
 
 
 class AutolabelIn(BaseModel):
-    threshold: float = Field(gt=0, le=1, description="Minimum predicted probability")
+    threshold: float | None = Field(
+        default=None, gt=0, le=1, description="Minimum predicted probability"
+    )
+    target_precision: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Instead of a threshold: the precision wanted (e.g. 0.98); the threshold is "
+        "chosen on probabilities calibrated on the random evaluation sample",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AutolabelIn:
+        if (self.threshold is None) == (self.target_precision is None):
+            raise ValueError("give exactly one of threshold or target_precision")
+        return self
 
 
 class AutolabelPreviewOut(BaseModel):
@@ -325,3 +340,73 @@ class QueuePreviewOut(BaseModel):
     model_version: int | None
     leased_by: str | None = Field(description="Whose screen the item is on now, if anyone's")
     lease_until: datetime | None
+
+
+class ReviewFlagOut(BaseModel):
+    """A human label the model confidently disagrees with (label QA), and how it was resolved."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    item_id: int
+    text: str | None
+    external_id: str | None
+    media_uri: str | None
+    label_id: int
+    label_classes: list[ClassRefOut] = Field(description="The flagged label's classes")
+    annotator: str | None
+    suggested_class: ClassRefOut | None = Field(description="The class the model believes")
+    score: float = Field(description="Suspicion: 1 - p(given label), out of fold; higher first")
+    model_version_id: int | None
+    status: str = Field(description="open, kept or changed")
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution_label_id: int | None = Field(description="The reviewer's new label (changed)")
+
+
+class ReviewQueueOut(BaseModel):
+    project_id: int
+    flags: list[ReviewFlagOut]
+
+
+class ReviewIn(BaseModel):
+    action: str = Field(description="'keep' the flagged label or 'change' it")
+    classes: list[int | str] | None = Field(
+        default=None, description="The new label's class ids or names (action 'change' only)"
+    )
+    reviewer: str = Field(default="anonymous", min_length=1, max_length=200)
+
+
+# -- honest evaluation, calibrated auto-label, stopping -------------------------------------------
+class PrecisionPreviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    target_precision: float
+    count: int = Field(description="Unlabeled items that would be auto-labeled")
+    threshold: float | None = Field(description="Lowest calibrated confidence labeled")
+    estimated_precision: float | None = Field(description="Mean calibrated confidence of those")
+    ci_low: float = Field(description="Wilson 95% interval, from the evaluation items above it")
+    ci_high: float
+    eval_n: int = Field(description="Labeled evaluation items at or above the threshold")
+    calibrated: bool
+    temperature: float
+    model_version: int
+
+
+class EvalSampleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    project_id: int
+    size: int
+    labeled: int
+    unlabeled: int
+    drawn: int = 0
+
+
+class StoppingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    stop: bool
+    reason: str
+    gain_per_100_labels: float | None = Field(description="Accuracy points per 100 labels")
+    agreement_with_previous: float | None
+    labels: int
+    estimated_labels_saved: int
+    metric: str = Field(description="Which accuracy the trend uses")

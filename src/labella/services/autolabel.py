@@ -23,10 +23,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from labella.errors import InvalidInput, NotReady
+from labella.errors import Conflict, InvalidInput, NotReady
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -116,13 +116,15 @@ def _label_chunk(
     *,
     after: int,
     chunk: int,
+    only_ids: list[int] | None = None,
 ) -> tuple[int, int | None]:
-    """Label the next ``chunk`` qualifying items with id > ``after``; (labeled, last id seen or
-    None when no candidate was left)."""
+    """Label the next ``chunk`` qualifying items with id > ``after`` (and among ``only_ids`` when
+    given); (labeled, last id seen or None when no candidate was left)."""
     query = (
         _candidates(project_id, model_version_id, threshold)
         .with_only_columns(Prediction.item_id, Prediction.predicted, Prediction.confidence)
         .where(Prediction.item_id > after)
+        .where(Prediction.item_id.in_(only_ids) if only_ids is not None else true())
         .order_by(Prediction.item_id)
         .limit(chunk)
         # PostgreSQL: lock the items so a concurrent human label waits for this chunk (and then
@@ -225,4 +227,170 @@ def _check_threshold(threshold: float) -> float:
     value = float(threshold)
     if math.isnan(value) or not 0.0 < value <= 1.0:
         raise InvalidInput(f"threshold must be in (0, 1] (a probability), got {threshold!r}")
+    return value
+
+
+# -- a target precision (calibrated on the random evaluation sample) ------------------------------
+
+
+@dataclass(frozen=True)
+class PrecisionPreview:
+    """What :func:`apply_precision` would label for a target precision."""
+
+    target_precision: float
+    count: int
+    threshold: float | None
+    """The smallest calibrated confidence that is labeled (None: no item qualifies)."""
+    estimated_precision: float | None
+    """Mean calibrated confidence of the items that would be labeled."""
+    ci_low: float
+    ci_high: float
+    """Wilson 95% interval of the accuracy of the evaluation items at or above the threshold."""
+    eval_n: int
+    """Labeled evaluation items at or above the threshold (the interval's evidence)."""
+    calibrated: bool
+    temperature: float
+    model_version: int
+    item_ids: list[int]
+
+
+def preview_precision(
+    db: Database, project_id: int, *, target_precision: float
+) -> PrecisionPreview:
+    """The items whose *calibrated* confidence reaches ``target_precision`` on average.
+
+    The latest model's probabilities are calibrated by temperature scaling (Guo et al., 2017)
+    fitted on its predictions for the random evaluation sample (which did not train it). Then
+    the threshold is the smallest calibrated confidence ``t`` such that the mean calibrated
+    confidence of the unlabeled items at or above ``t``, the expected precision of labeling them
+    all, is at least the target.
+    """
+    import numpy as np
+
+    from labella.learners.calibration import TemperatureScaler
+    from labella.services.evaluation import MIN_CALIBRATION_LABELS, wilson_interval
+
+    target = _check_target(target_precision)
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        if project.multi_label:
+            raise InvalidInput(
+                "auto-labeling to a target precision supports single-label projects only; "
+                "use a threshold for multi-label projects"
+            )
+        model = _latest_model(session, project)
+        sample = (model.metrics or {}).get("evaluation_sample") or {}
+        known = {cls.id: cls.name for cls in project.classes}
+        rows = session.execute(
+            _candidates(project.id, model.id, 0.0).with_only_columns(
+                Prediction.item_id, Prediction.probs, Prediction.predicted
+            )
+        ).all()
+    eval_probs = np.asarray(sample.get("probs") or [], dtype=np.float64)
+    eval_targets = np.asarray(sample.get("targets") or [], dtype=np.int64)
+    if len(eval_targets) < MIN_CALIBRATION_LABELS:
+        raise NotReady(
+            f"calibrating for a target precision needs at least {MIN_CALIBRATION_LABELS} labeled "
+            f"items of the random evaluation sample behind the latest model (v{model.version} "
+            f"has {len(eval_targets)}); label the items served as 'evaluation sample (random)' "
+            "and train again"
+        )
+    scaler = TemperatureScaler().fit(eval_probs, eval_targets)
+    eval_calibrated = scaler.transform(eval_probs).astype(np.float64)
+    eval_conf = eval_calibrated.max(axis=1)
+    eval_correct = eval_calibrated.argmax(axis=1) == eval_targets
+    n_cols = eval_probs.shape[1]
+    rows = [
+        r
+        for r in rows
+        if len(r.probs or []) == n_cols and _all_known([int(c) for c in r.predicted or []], known)
+    ]
+    conf = (
+        scaler.transform(np.asarray([r.probs for r in rows], dtype=np.float64)).max(axis=1)
+        if rows
+        else np.zeros(0)
+    ).astype(np.float64)
+    threshold, chosen = _precision_cut(conf, target)
+    if threshold is None:
+        low, high, n_eval = 0.0, 1.0, 0
+    else:
+        above = eval_conf >= threshold
+        n_eval = int(above.sum())
+        low, high = wilson_interval(int(eval_correct[above].sum()), n_eval)
+    return PrecisionPreview(
+        target_precision=target,
+        count=len(chosen),
+        threshold=threshold,
+        estimated_precision=float(conf[chosen].mean()) if len(chosen) else None,
+        ci_low=low,
+        ci_high=high,
+        eval_n=n_eval,
+        calibrated=True,
+        temperature=scaler.temperature_,
+        model_version=model.version,
+        item_ids=sorted(int(rows[i].item_id) for i in chosen),
+    )
+
+
+def apply_precision(
+    db: Database, project_id: int, *, target_precision: float, chunk: int = DEFAULT_CHUNK
+) -> AutolabelResult:
+    """Auto-label exactly the items :func:`preview_precision` selects; the result's threshold is
+    the calibrated one."""
+    plan = preview_precision(db, project_id, target_precision=target_precision)
+    if chunk < 1:
+        raise InvalidInput("chunk must be at least 1")
+    with db.reader() as session:
+        project = repo.get_project(session, project_id)
+        model = _latest_model(session, project)
+        model_id = model.id
+        known = {cls.id: cls.name for cls in project.classes}
+    if model.version != plan.model_version:
+        raise Conflict("a new model version arrived while planning; preview again")
+    labeled = 0
+    for start in range(0, len(plan.item_ids), chunk):
+        batch = plan.item_ids[start : start + chunk]
+        with db.transaction() as session:
+            # threshold 0: the calibrated selection already decided; the chunk re-checks statuses
+            done, _ = _label_chunk(
+                session, project_id, model_id, 0.0, known, after=0, chunk=len(batch), only_ids=batch
+            )
+        labeled += done
+    return AutolabelResult(
+        threshold=plan.threshold if plan.threshold is not None else 1.0,
+        labeled=labeled,
+        model_version=plan.model_version,
+    )
+
+
+def _precision_cut(conf: Any, target: float) -> tuple[float | None, Any]:
+    """(threshold, indices of ``conf`` at or above it): the lowest threshold whose selected
+    items have a mean confidence of at least ``target``."""
+    import numpy as np
+
+    order = np.argsort(-conf, kind="stable")
+    ranked = conf[order]
+    if len(ranked) == 0:
+        return None, order
+    running = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
+    # the running mean over a descending list never rises, so the good prefixes come first
+    k = int((running >= target).sum())
+    while k > 0:
+        threshold = float(ranked[k - 1])
+        chosen = np.flatnonzero(conf >= threshold)
+        # ties at the threshold come in together; back off when they pull the mean too low
+        if conf[chosen].mean() >= target:
+            return threshold, chosen
+        k = int((ranked > threshold).sum())
+    return None, order[:0]
+
+
+def _check_target(target_precision: float) -> float:
+    if isinstance(target_precision, bool) or not isinstance(target_precision, int | float):
+        raise InvalidInput(f"target_precision must be a number in (0, 1), got {target_precision!r}")
+    value = float(target_precision)
+    if math.isnan(value) or not 0.0 < value < 1.0:
+        raise InvalidInput(
+            f"target_precision must be in (0, 1) (e.g. 0.98 for 98%), got {target_precision!r}"
+        )
     return value

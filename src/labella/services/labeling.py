@@ -40,6 +40,7 @@ from labella.storage.models import (
 )
 
 MAX_BATCH = 500
+EVAL_REASON = "evaluation sample (random)"  # services.evaluation.EVAL_REASON (no import cycle)
 DEFAULT_ANNOTATOR = "anonymous"
 _ANNOTATOR_MAX_CHARS = 200
 
@@ -158,7 +159,9 @@ def next_batch(
         strategy = session.scalar(select(Project.strategy).where(Project.id == project_id))
         if strategy is None:
             raise NotFound(f"project {project_id} does not exist")
-        picked = _pick_queue_ids(session, project_id, n=n, annotator=annotator, now=now)
+        picked = _pick_queue_ids(
+            session, project_id, n=n, annotator=annotator, now=now, eval_every=settings.eval_every
+        )
         ids = [item_id for item_id, _ in picked]
         if not ids:
             return []
@@ -179,14 +182,27 @@ def next_batch(
 
 
 def _pick_queue_ids(
-    session: Session, project_id: int, *, n: int, annotator: str, now: datetime
+    session: Session,
+    project_id: int,
+    *,
+    n: int,
+    annotator: str,
+    now: datetime,
+    eval_every: int = 0,
 ) -> list[tuple[int, bool]]:
-    """(item id, already leased to this annotator) for the first ``n`` servable items."""
+    """(item id, already leased to this annotator) for the first ``n`` servable items; every
+    ``eval_every``-th slot goes to the random evaluation sample (services.evaluation)."""
     ranked, unranked = queue_queries(session.get_bind().dialect.name)
     params: dict[str, Any] = {"project_id": project_id, "annotator": annotator, "now": now}
     picked = _fetch_pick(session, ranked, {**params, "limit": n})
     if len(picked) < n:
         picked += _fetch_pick(session, unranked, {**params, "limit": n - len(picked)})
+    if eval_every > 0:
+        from labella.services.evaluation import interleave_eval_items
+
+        picked = interleave_eval_items(
+            session, project_id, picked, n=n, every=eval_every, params=params
+        )
     return picked
 
 
@@ -214,6 +230,9 @@ def queue_queries(dialect: str) -> tuple[Select, Select]:
     servable = select(Item.id, mine).where(
         Item.project_id == bindparam("project_id"),
         Item.status == ItemStatus.UNLABELED.value,
+        # the evaluation sample is served in its own slots, in random order, so that which of
+        # its items get labeled does not depend on the strategy (that would bias it again)
+        Item.eval_sample.is_(False),
         free_or_mine,
     )
     ranked = servable.where(Item.priority.is_not(None)).order_by(
@@ -249,6 +268,7 @@ _QUEUE_ROWS = (
         Item.priority,
         Item.priority_reason,
         Item.embedded,
+        Item.eval_sample,
         Prediction.probs,
         Prediction.predicted,
         Prediction.confidence,
@@ -278,9 +298,9 @@ def _queue_item(
         media_uri=row.media_uri,
         meta=row.meta,
         priority=row.priority,
-        reason=_serving_reason(
-            strategy, row.priority, row.priority_reason, row.embedded, prediction
-        ),
+        reason=EVAL_REASON
+        if row.eval_sample
+        else _serving_reason(strategy, row.priority, row.priority_reason, row.embedded, prediction),
         prediction=prediction,
         lease_until=lease_until,
     )

@@ -234,7 +234,13 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
     """
     n_labels = repo.count_human_labels(session, project.id)
     latest = repo.latest_model_version(session, project.id)
-    trained_on = latest.n_labels if latest is not None else 0
+    # held-out evaluation labels count as seen: else, once they outnumber retrain_every, every
+    # new label would schedule a training
+    trained_on = 0
+    if latest is not None:
+        from labella.services.evaluation import held_out_labels
+
+        trained_on = latest.n_labels + held_out_labels(latest)
     if n_labels - trained_on < project.retrain_every or n_labels < _MIN_LABELS:
         return None
     if _active_training(session, project.id) is not None:
@@ -654,11 +660,13 @@ def train_project(
     A re-run of the same job (after a restart) reuses the model version the job already stored
     and only finishes its predictions and ranking.
     """
+    from labella.services import evaluation
     from labella.services.ranking import rank_project
 
     started = time.perf_counter()
     stages = _Stages(progress, note)
     stages.begin("load", "loading labels and embeddings")
+    evaluation.ensure_eval_sample(db, settings, project_id)
     with db.reader() as session:
         project = repo.get_project(session, project_id)
         existing = (
@@ -667,6 +675,8 @@ def train_project(
             else None
         )
         rows = load_labeled_rows(session, project)
+        # the random evaluation sample's labels evaluate the model, so they must not train it
+        rows, eval_rows = evaluation.split_eval_rows(session, project, rows)
     reused = existing is not None
     if existing is not None:
         model_version = existing
@@ -688,6 +698,11 @@ def train_project(
                 "are being encoded again, train once that job has finished"
             )
         head, metrics = _fit_model(rows, X, project, settings, stages)
+        metrics = _json_safe(
+            evaluation.add_sample_metrics(
+                metrics, head, eval_rows, settings, project, rows.class_names
+            )
+        )
         model_version = _store_model_version(
             db,
             settings,
@@ -699,6 +714,8 @@ def train_project(
             class_ids=rows.class_ids,
         )
     stages.begin("predict", f"predicting unlabeled items with model v{model_version.version}")
+    # a re-run has already replaced some predictions, so it cannot measure the agreement
+    previous = None if reused else evaluation.snapshot_predictions(db, project_id)
     n_predicted = write_predictions(
         db,
         settings,
@@ -707,8 +724,14 @@ def train_project(
         head=head,
         progress=stages.within("predict", f"predicting with model v{model_version.version}"),
     )
+    if previous is not None:
+        evaluation.record_agreement(db, project_id, model_version, previous)
     stages.begin("rank", f"ranking the queue with strategy {project.strategy!r}")
     ranked = rank_project(db, settings, project_id, model_version=model_version)
+    # label QA (review queue of suspect labels); it logs its own failures, never failing training
+    from labella.services.label_qa import flag_after_training
+
+    flag_after_training(db, settings, project_id, model_version.id)
     progress(100, 100, f"{note}model v{model_version.version} ready", force=True)
     return TrainResult(
         model_version_id=model_version.id,

@@ -15,9 +15,11 @@ from labella.api.schemas import (
     LabelIn,
     LabelResultOut,
     NextBatchOut,
+    PrecisionPreviewOut,
     QueueItemOut,
     SkipIn,
 )
+from labella.errors import InvalidInput
 from labella.services import autolabel
 from labella.services import labeling as service
 
@@ -85,13 +87,27 @@ def item_history(project_id: int, item_id: int, db: DbDep) -> ItemHistoryOut:
     return ItemHistoryOut.model_validate(service.item_history(db, project_id, item_id))
 
 
-@router.get("/autolabel/preview", response_model=AutolabelPreviewOut)
+@router.get("/autolabel/preview", response_model=AutolabelPreviewOut | PrecisionPreviewOut)
 def autolabel_preview(
     project_id: int,
     db: DbDep,
-    threshold: Annotated[float, Query(description="Minimum predicted probability, in (0, 1]")],
-) -> AutolabelPreviewOut:
-    """How many unlabeled items the latest model would label at this threshold."""
+    threshold: Annotated[
+        float | None, Query(description="Minimum predicted probability, in (0, 1]")
+    ] = None,
+    target_precision: Annotated[
+        float | None,
+        Query(description="Instead of a threshold: the precision wanted, in (0, 1)"),
+    ] = None,
+) -> AutolabelPreviewOut | PrecisionPreviewOut:
+    """How many unlabeled items the latest model would label at this threshold, or for a target
+    precision (with the estimated precision and its interval)."""
+    if (threshold is None) == (target_precision is None):
+        raise InvalidInput("give exactly one of threshold or target_precision")
+    if target_precision is not None:
+        return PrecisionPreviewOut.model_validate(
+            autolabel.preview_precision(db, project_id, target_precision=target_precision)
+        )
+    assert threshold is not None
     return AutolabelPreviewOut.model_validate(
         autolabel.preview(db, project_id, threshold=threshold)
     )
@@ -100,4 +116,9 @@ def autolabel_preview(
 @router.post("/autolabel", response_model=AutolabelOut)
 def autolabel_apply(project_id: int, body: AutolabelIn, db: DbDep) -> AutolabelOut:
     """Label every unlabeled item whose prediction clears the threshold (as ``model`` labels)."""
+    if body.target_precision is not None:
+        return AutolabelOut.model_validate(
+            autolabel.apply_precision(db, project_id, target_precision=body.target_precision)
+        )
+    assert body.threshold is not None  # the schema requires exactly one of the two
     return AutolabelOut.model_validate(autolabel.apply(db, project_id, threshold=body.threshold))
