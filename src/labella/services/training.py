@@ -286,6 +286,9 @@ def artifact_path(settings: Settings, project_id: int, version: int) -> Path:
     return settings.models_dir / f"project-{project_id}" / f"v{version}.npz"
 
 
+_STATE_PREFIX = "state_"
+
+
 def save_head(head: Any, path: Path, *, kind: str, class_ids: Sequence[int]) -> None:
     """Write the head's learned arrays with np.savez, atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,16 +296,11 @@ def save_head(head: Any, path: Path, *, kind: str, class_ids: Sequence[int]) -> 
         "kind": np.asarray(kind),
         "class_ids": np.asarray(class_ids, dtype=np.int64),
         "multi_label": np.asarray(bool(head.multi_label)),
-        # The optimiser's flat parameter vector: the one array that restores any head kind.
-        "params": np.asarray(head._params, dtype=np.float64),
-        "n_features_in": np.asarray(head.n_features_in_),
-        "class_counts": np.asarray(head.class_counts_),
-        "n_samples_seen": np.asarray(head.n_samples_seen_),
+        # readable without labella: the weights as scikit-learn names them
         "coef": np.asarray(head.coef_),
         "intercept": np.asarray(head.intercept_),
     }
-    if head.multi_label:
-        arrays["thresholds"] = np.asarray(head.thresholds_, dtype=np.float64)
+    arrays.update({f"{_STATE_PREFIX}{name}": value for name, value in head.get_state().items()})
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as stream:
         np.savez(stream, **arrays)  # type: ignore[arg-type]
@@ -331,16 +329,12 @@ def load_head(model_version: ModelVersion) -> Any:
             multi_label=multi_label,
             random_state=None,
         )
-        params = data["params"].astype(np.float64)
-        head.n_features_in_ = int(data["n_features_in"])
-        head.class_counts_ = data["class_counts"]
-        head.n_samples_seen_ = int(data["n_samples_seen"])
-        if multi_label:
-            head.thresholds_ = data["thresholds"]
-    # The heads have no public "set state"; restoring the parameter vector is how a fitted
-    # head is rebuilt without refitting.
-    head._params = params
-    head._publish_params(params)
+        state = {
+            name.removeprefix(_STATE_PREFIX): data[name]
+            for name in data.files
+            if name.startswith(_STATE_PREFIX)
+        }
+    head.set_state(state)
     head.classes_ = class_ids
     return head
 
