@@ -341,36 +341,9 @@ def submit_label(
     repeated ``request_id`` for the item (a client retrying after a lost response) returns the
     label that request already made.
     """
-    from labella.services.training import maybe_schedule_training
-
-    annotator = clean_annotator(annotator)
-    with db.transaction() as session:
-        project = repo.get_project(session, project_id)
-        resolved = resolve_classes(project, classes)
-        item = _lock_item(session, project_id, item_id)
-        replayed = _replayed_result(session, project, item, request_id)
-        if replayed is not None:
-            return replayed
-        label = _replace_current_label(
-            session,
-            item,
-            Label(
-                project_id=project_id,
-                item_id=item.id,
-                source=LabelSource.HUMAN,
-                skipped=False,
-                annotator=annotator,
-                request_id=request_id,
-                values=[LabelValue(class_id=cls.id) for cls in resolved],
-            ),
-            status=ItemStatus.LABELED,
-        )
-        job = maybe_schedule_training(session, project)
-        return LabelResult(
-            label=_label_view(label, _Classes.of(project), None),
-            item_status=item.status,
-            training_job_id=job.id if job is not None else None,
-        )
+    return _record_answer(
+        db, project_id, item_id, classes=classes, annotator=annotator, request_id=request_id
+    )
 
 
 def skip_item(
@@ -383,9 +356,27 @@ def skip_item(
 ) -> LabelResult:
     """Set an item aside: a skip is recorded like a label (so it has a history) and the item
     leaves the queue with status ``skipped``."""
+    return _record_answer(
+        db, project_id, item_id, classes=None, annotator=annotator, request_id=request_id
+    )
+
+
+def _record_answer(
+    db: Database,
+    project_id: int,
+    item_id: int,
+    *,
+    classes: list[int | str] | None,
+    annotator: str,
+    request_id: str | None,
+) -> LabelResult:
+    """A human's answer for an item, a label (``classes``) or a skip (``None``), made current."""
+    from labella.services.training import maybe_schedule_training
+
     annotator = clean_annotator(annotator)
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
+        resolved = resolve_classes(project, classes) if classes is not None else []
         item = _lock_item(session, project_id, item_id)
         replayed = _replayed_result(session, project, item, request_id)
         if replayed is not None:
@@ -397,17 +388,19 @@ def skip_item(
                 project_id=project_id,
                 item_id=item.id,
                 source=LabelSource.HUMAN,
-                skipped=True,
+                skipped=classes is None,
                 annotator=annotator,
                 request_id=request_id,
-                values=[],
+                values=[LabelValue(class_id=cls.id) for cls in resolved],
             ),
-            status=ItemStatus.SKIPPED,
+            status=ItemStatus.SKIPPED if classes is None else ItemStatus.LABELED,
         )
+        # skips teach the model nothing, so only labels count towards a retrain
+        job = maybe_schedule_training(session, project) if classes is not None else None
         return LabelResult(
             label=_label_view(label, _Classes.of(project), None),
             item_status=item.status,
-            training_job_id=None,
+            training_job_id=job.id if job is not None else None,
         )
 
 
