@@ -132,6 +132,11 @@ class MiniLMEncoder:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # transformers draws a "Loading weights" bar on stderr, which lands in the middle of the
+        # CLI's own progress bars and the server's log; Labella reports progress itself.
+        transformers_logging.disable_progress_bar()
 
         path = self._model_path
         if path is None:
