@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from labella.storage.db import Database
-from labella.storage.migrate import upgrade_database
+from labella.storage.migrate import alembic_config, upgrade_database
 from labella.storage.models import Base
 
 
@@ -23,7 +24,7 @@ def test_upgrade_is_idempotent_and_records_the_head(db: Database) -> None:
     upgrade_database(db.engine)  # already at head: nothing to do, no error
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert version == "0003"
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
     tables = set(inspect(db.engine).get_table_names())
     assert {"project", "item", "label", "prediction", "model_version", "job"} <= tables
 

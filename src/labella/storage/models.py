@@ -87,6 +87,10 @@ class Project(Base):
     encoder: Mapped[str] = mapped_column(String(100), default="all-MiniLM-L6-v2")
     head: Mapped[str] = mapped_column(String(40), default="linear")
     retrain_every: Mapped[int] = mapped_column(Integer, default=50)
+    # Labels between two online (incremental) updates of the model; 0 turns them off.
+    online_update_every: Mapped[int] = mapped_column(Integer, default=1)
+    # What one human label costs, for the stopping signal's "money saved" (0: not set).
+    cost_per_label: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -136,6 +140,8 @@ class Item(Base):
     # Drawn uniformly from the pool for unbiased evaluation (active-learning picks are biased);
     # labeled like any other item, interleaved with the queue.
     eval_sample: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An auto-labeled item queued for a human check of the auto-labels' precision.
+    audit_sample: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     leased_by: Mapped[str | None] = mapped_column(String(200), default=None)
     import_id: Mapped[int | None] = mapped_column(ForeignKey("import_record.id"), default=None)
