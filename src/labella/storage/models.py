@@ -56,6 +56,18 @@ class ItemStatus(enum.StrEnum):
     LABELED = "labeled"  # current label is a human's
     AUTO = "auto"  # current label is the model's (auto-label)
     SKIPPED = "skipped"
+    IN_REVIEW = "in_review"  # its overlapping answers disagree with no majority: a reviewer decides
+
+
+class LabelKind(enum.StrEnum):
+    LABEL = "label"
+    ANSWER = "answer"
+
+
+class DecidedBy(enum.StrEnum):
+    CONSENSUS = "consensus"  # every answer agreed
+    MAJORITY = "majority"  # more than half of the answers agreed
+    REVIEWER = "reviewer"  # a reviewer chose it (a disagreement, or a change in review)
 
 
 class LabelSource(enum.StrEnum):
@@ -82,7 +94,7 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(40), default=ProjectKind.TEXT_CLASSIFICATION)
     multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
-    strategy: Mapped[str] = mapped_column(String(60), default="margin")
+    strategy: Mapped[str] = mapped_column(String(60), default="cluster_margin")
     strategy_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     encoder: Mapped[str] = mapped_column(String(100), default="all-MiniLM-L6-v2")
     head: Mapped[str] = mapped_column(String(40), default="linear")
@@ -91,6 +103,12 @@ class Project(Base):
     online_update_every: Mapped[int] = mapped_column(Integer, default=1)
     # What one human label costs, for the stopping signal's "money saved" (0: not set).
     cost_per_label: Mapped[float] = mapped_column(Float, default=0.0)
+    # Overlap (services.assignment): a share of the items is answered by `overlap` annotators
+    # each, and their answers decide the label; 1 means every item is labeled once.
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    overlap_share: Mapped[float] = mapped_column(Float, default=1.0)
+    # Share of each annotator's single labels queued for a reviewer as a work sample.
+    review_sample_share: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -122,6 +140,8 @@ class Item(Base):
         # serves the next batch: unlabeled items of a project, highest priority first
         Index("ix_item_queue", "project_id", "status", "priority"),
         Index("ix_item_random", "project_id", "status", "random_key"),
+        # finds the auto-label audit sample without walking every auto-labeled item
+        Index("ix_item_audit", "project_id", "audit_sample", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,6 +173,8 @@ class Label(Base):
     __table_args__ = (
         Index("ix_label_item_current", "item_id", "is_current"),
         Index("ix_label_project_current", "project_id", "is_current", "source"),
+        # the annotator dashboard: one annotator's answers in a project over time
+        Index("ix_label_annotator", "project_id", "annotator", "created_at"),
         # a client's retry of the same answer (lost response) finds the label it already made
         UniqueConstraint("item_id", "request_id"),
     )
@@ -171,8 +193,18 @@ class Label(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # "label": the item's label (current or superseded); "answer": one annotator's answer to an
+    # overlapped item, never current itself: the item's label is decided from the answers.
+    kind: Mapped[str] = mapped_column(String(10), default=LabelKind.LABEL)
+    # How a label made from several answers was decided (DecidedBy); null for one source's own
+    # label (an annotator's, the model's, an import's).
+    decided_by: Mapped[str | None] = mapped_column(String(20), default=None)
 
     values: Mapped[list[LabelValue]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    # an object-detection label's boxes (migration 0007); empty for classification labels
+    boxes: Mapped[list[LabelBox]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="LabelBox.id"
+    )
 
 
 class LabelValue(Base):
@@ -274,7 +306,9 @@ class FlagStatus(enum.StrEnum):
 
 
 class LabelFlag(Base):
-    """A human label the model disagrees with confidently, queued for a reviewer."""
+    """An entry of the review queue. ``kind``: "suspect_label" (a human label the model
+    confidently disagrees with, services.label_qa), "disagreement" (the answers to an overlapped
+    item disagree) or "work_sample" (a random share of each annotator's labels)."""
 
     __tablename__ = "label_flag"
     __table_args__ = (Index("ix_label_flag_queue", "project_id", "status", "score"),)
@@ -282,7 +316,10 @@ class LabelFlag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
-    label_id: Mapped[int] = mapped_column(ForeignKey("label.id", ondelete="CASCADE"))
+    # None for a disagreement without a majority: there is no label yet, the reviewer decides
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label.id", ondelete="CASCADE"), default=None
+    )
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"), default=None
     )
@@ -298,3 +335,144 @@ class LabelFlag(Base):
     resolution_label_id: Mapped[int | None] = mapped_column(
         ForeignKey("label.id", ondelete="SET NULL"), default=None
     )
+
+
+class ItemAssignment(Base):
+    """One annotator's share of an overlapped item (migration 0006): leased to them while
+    ``lease_until`` is ahead, answered once ``answered_at`` is set. ``item.leased_by`` holds one
+    name, so items that several annotators answer keep their leases here."""
+
+    __tablename__ = "item_assignment"
+    __table_args__ = (UniqueConstraint("item_id", "annotator"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- accounts, memberships and the audit log (issue 7, migration 0005) ---------------------------
+class ProjectRole(enum.StrEnum):
+    OWNER = "owner"
+    MANAGER = "manager"
+    REVIEWER = "reviewer"
+    ANNOTATOR = "annotator"
+
+
+class UserAccount(Base):
+    """A person (or a script's identity) who signs in. ``is_admin`` marks a site administrator:
+    they create users and projects and act as owner of every project."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_member"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts and the CLI; only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class AuthSession(Base):
+    """A browser sign-in; the cookie holds the secret, the table only its SHA-256."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt, kept for the failed-login rate limit (old rows are pruned)."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("ix_login_attempt_username", "username", "created_at"),
+        Index("ix_login_attempt_client", "client", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200))
+    client: Mapped[str] = mapped_column(String(100))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, when. Ids are plain integers, not foreign keys: the log outlives what it
+    describes (a deleted project or item keeps its history)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_project", "project_id", "created_at"),
+        Index("ix_audit_event_item", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    item_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- object detection (issue 8, migration 0007) ---------------------------------------------------
+class LabelBox(Base):
+    """One bounding box of a detection label, in image pixels (``x_min <= x_max``,
+    ``y_min <= y_max``). ``score`` is the model's confidence; None for a human's box."""
+
+    __tablename__ = "label_box"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("label.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("label_class.id", ondelete="RESTRICT"), index=True
+    )
+    x_min: Mapped[float] = mapped_column(Float)
+    y_min: Mapped[float] = mapped_column(Float)
+    x_max: Mapped[float] = mapped_column(Float)
+    y_max: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
