@@ -320,7 +320,7 @@ def bench_items_table(
         project = repo.get_project(session, pid)
     deep = deep_after_id(db, pid)
     results = []
-    with httpx.Client(base_url=server_url, timeout=60) as http:
+    with api_client(server_url) as http:
         for name, params in SCENARIOS:
             flt = browse.parse_filter(project, **params)
             for where, after in (("first page", None), ("at 90%", deep)):
@@ -391,8 +391,11 @@ async ({ base, rounds, classId }) => {
     const began = performance.now();
     await fetch(`${base}/items/${item.item_id}/label`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ classes: [classId], annotator: "no-prefetch" }),
+      headers: {
+        "Content-Type": "application/json",
+        "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content,
+      },
+      body: JSON.stringify({ classes: [classId] }),
     });
     item = await next();
     box.textContent = item ? item.text : "";
@@ -431,6 +434,7 @@ def bench_label_screen(
 ) -> SwapResult:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
+    sign_in(page, server_url)
     emulate_latency(page, latency_ms)
     page.goto(f"{server_url}/projects/{pid}/label")
     page.wait_for_function("document.getElementById('item-text').dataset.itemId !== ''")
@@ -450,7 +454,8 @@ def bench_label_screen(
     for swap in swaps:
         sources[swap["source"]] = sources.get(swap["source"], 0) + 1
     hits = [s for s in swaps if s["source"] == "prefetch"]
-    class_id = httpx.get(f"{server_url}/api/projects/{pid}").json()["classes"][0]["id"]
+    with api_client(server_url) as http:
+        class_id = http.get(f"/api/projects/{pid}").json()["classes"][0]["id"]
     baseline = page.evaluate(
         NO_PREFETCH, {"base": f"/api/projects/{pid}", "rounds": labels, "classId": class_id}
     )
@@ -499,6 +504,28 @@ def bench_table_in_browser(page: Any, server_url: str, pid: int, pages: int) -> 
 
 
 # -- the server -----------------------------------------------------------------------------------
+# The server's first start creates this site owner; requests sign in as them.
+OWNER = "bench"
+OWNER_PASSWORD = "ui latency benchmark password"
+
+
+def sign_in(page: Any, server_url: str) -> None:
+    """Sign the page's browser context in (its session cookie)."""
+    response = page.context.request.post(
+        f"{server_url}/api/auth/login", data={"username": OWNER, "password": OWNER_PASSWORD}
+    )
+    assert response.status == 200, response.text()
+
+
+def api_client(server_url: str) -> httpx.Client:
+    """An HTTP client signed in as the owner (a fresh session, whose CSRF token it sends)."""
+    http = httpx.Client(base_url=server_url, timeout=60)
+    signed_in = http.post("/api/auth/login", json={"username": OWNER, "password": OWNER_PASSWORD})
+    signed_in.raise_for_status()
+    http.headers["X-CSRF-Token"] = signed_in.json()["csrf_token"]
+    return http
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -511,7 +538,13 @@ def serve(data_dir: Path) -> Iterator[str]:
     port = _free_port()
     script = Path(sys.executable).with_name("labella")
     command = [str(script)] if script.exists() else [shutil.which("labella") or "labella"]
-    env = {**os.environ, "LABELLA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "LABELLA_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "LABELLA_OWNER_USERNAME": OWNER,
+        "LABELLA_OWNER_PASSWORD": OWNER_PASSWORD,
+    }
     env.pop("LABELLA_DATABASE_URL", None)
     log = (data_dir / "server.log").open("wb")
     process = subprocess.Popen(
@@ -528,7 +561,7 @@ def serve(data_dir: Path) -> Iterator[str]:
             if process.poll() is not None:
                 raise RuntimeError((data_dir / "server.log").read_text()[-3000:])
             try:
-                if httpx.get(f"{url}/api/projects", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -597,6 +630,7 @@ def main() -> None:
                     for latency in args.latency_ms
                 ]
                 page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+                sign_in(page, url)
                 browser_pages = bench_table_in_browser(page, url, big, 10)
         db.dispose()
     report(args, table, swaps, browser_pages)

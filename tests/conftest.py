@@ -86,11 +86,69 @@ def db(settings: Settings) -> Iterator[Database]:
     database.dispose()
 
 
+# Every test user's password. Its argon2 hash is computed once per session (hashing is slow on
+# purpose) and stored for each user the fixtures make.
+TEST_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def test_password_hash() -> str:
+    from labella.services import accounts
+
+    return accounts.hash_password(TEST_PASSWORD)
+
+
+def signed_in_client(app: Any, db: Database, username: str, password_hash: str, **user: Any) -> Any:
+    """A TestClient signed in as a new user by an API token (``.username`` says who)."""
+    from labella.services import accounts
+
+    accounts.create_user(db, username, password_hash=password_hash, actor="test", **user)
+    token = accounts.create_token(db, username, name="tests", actor="test")
+    api_client = TestClient(app, headers={"Authorization": f"Bearer {token.secret}"})
+    api_client.username = username  # type: ignore[attr-defined]
+    return api_client
+
+
 @pytest.fixture
-def client(settings: Settings, db: Database) -> Iterator[TestClient]:
+def client(settings: Settings, db: Database, test_password_hash: str) -> Iterator[TestClient]:
+    """The app, signed in as a site administrator ``admin`` (owner of every project)."""
     app = create_app(settings, db=db)
     with TestClient(app) as test_client:
+        admin = signed_in_client(app, db, "admin", test_password_hash, is_admin=True)
+        test_client.headers.update(admin.headers)
+        test_client.username = "admin"  # type: ignore[attr-defined]
         yield test_client
+
+
+@pytest.fixture
+def anonymous_client(client: TestClient) -> TestClient:
+    """The same app with no credentials at all."""
+    return TestClient(client.app)
+
+
+@pytest.fixture
+def make_user(client: TestClient, db: Database, test_password_hash: str) -> Callable[..., Any]:
+    """``make_user(role="annotator", project=pid)``: a new user (a member of ``project`` with
+    ``role`` when given) and a TestClient signed in as them by an API token; ``admin=True`` makes
+    a site administrator. Their password is ``TEST_PASSWORD``."""
+    from labella.services import accounts
+
+    counter = iter(range(1, 10_000))
+
+    def factory(
+        role: str | None = None,
+        project: int | None = None,
+        *,
+        username: str | None = None,
+        admin: bool = False,
+    ) -> Any:
+        name = username or f"{role or 'user'}{next(counter)}"
+        user_client = signed_in_client(client.app, db, name, test_password_hash, is_admin=admin)
+        if project is not None:
+            accounts.add_member(db, project, name, role or "annotator", actor="test")
+        return user_client
+
+    return factory
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from labella.jobs.worker import Worker
 from labella.storage.db import Database
 from labella.storage.migrate import upgrade_database
 from labella.storage.models import Item, LabelClass, Prediction
+from tests.conftest import signed_in_client
 
 TOPICS = {
     "business": "business",
@@ -166,7 +167,10 @@ def accuracy(predicted: dict[str, str], truth: dict[str, str], keys: set[str]) -
 
 
 def test_active_learning_beats_random_order(
-    tmp_path: Path, embedding_cache_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    embedding_cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    test_password_hash: str,
 ) -> None:
     articles = bbc_articles()
     assert len(articles) > 2000
@@ -191,6 +195,10 @@ def test_active_learning_beats_random_order(
         try:
             worker = Worker(db, settings, worker_id=f"e2e:{seed}")
             with TestClient(create_app(settings, db=db)) as client:
+                oracle = signed_in_client(
+                    client.app, db, "oracle", test_password_hash, is_admin=True
+                )
+                client.headers.update(oracle.headers)
                 active = run_loop(
                     client, db, worker, strategy="margin", seed=seed, jsonl=jsonl, truth=truth
                 )

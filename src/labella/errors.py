@@ -18,6 +18,31 @@ class LabellaError(Exception):
         self.details = details or {}
 
 
+class Unauthorized(LabellaError):
+    """No valid sign-in (session cookie or API token) came with the request."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(LabellaError):
+    """Signed in, but the role does not allow this; the message names the missing permission."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class TooManyRequests(LabellaError):
+    """Too many attempts (failed sign-ins); ``retry_after`` says how many seconds to wait."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class NotFound(LabellaError):
     status_code = 404
     code = "not_found"

@@ -89,7 +89,11 @@ class Server:
             "LABELLA_WORKER_POLL_SECONDS": "0.1",
             "LABELLA_JOB_HEARTBEAT_SECONDS": "1",
             "HF_HUB_OFFLINE": "1",
+            # the site owner the first start creates; requests go with an API token of theirs
+            "LABELLA_OWNER_USERNAME": "owner",
+            "LABELLA_OWNER_PASSWORD": "restart test password",
         }
+        self.token = ""
         # A private embedding cache: the texts must really be encoded while we watch.
         self.env.pop("LABELLA_EMBEDDING_CACHE_DIR", None)
         self.process: subprocess.Popen[bytes] | None = None
@@ -128,13 +132,30 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=30)
 
+    def _auth(self) -> dict[str, str]:
+        if not self.token:  # made once; it lives in the database, so it survives restarts
+            with httpx.Client(base_url=self.url, timeout=60) as http:
+                signed_in = http.post(
+                    "/api/auth/login",
+                    json={"username": "owner", "password": "restart test password"},
+                )
+                assert signed_in.status_code == 200, signed_in.text
+                made = http.post(
+                    "/api/auth/tokens",
+                    json={"name": "restart test"},
+                    headers={"X-CSRF-Token": signed_in.json()["csrf_token"]},
+                )
+                assert made.status_code == 201, made.text
+                self.token = made.json()["secret"]
+        return {"Authorization": f"Bearer {self.token}"}
+
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=30)
+        response = httpx.get(f"{self.url}{path}", timeout=30, headers=self._auth())
         assert response.status_code == 200, response.text
         return response.json()
 
     def post(self, path: str, expected: int, **kwargs: Any) -> Any:
-        response = httpx.post(f"{self.url}{path}", timeout=60, **kwargs)
+        response = httpx.post(f"{self.url}{path}", timeout=60, headers=self._auth(), **kwargs)
         assert response.status_code == expected, response.text
         return response.json()
 

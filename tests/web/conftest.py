@@ -31,6 +31,9 @@ VIEWPORT = {"width": 1280, "height": 800}
 # Generous: the machine may be loaded (2 cores shared with the encoder and other tests).
 TIMEOUT_MS = 30_000
 SERVER_START_SECONDS = 90
+# The site owner `labella serve` creates on its first start (from these variables).
+OWNER = "owner"
+OWNER_PASSWORD = "web tests site password"
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,11 @@ class LiveServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    token: str = ""  # an API token of the site owner, made once the server answers
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -99,6 +104,8 @@ def start_server(data_dir: Path, embedding_cache_dir: Path) -> LiveServer:
         "LABELLA_EMBEDDING_CACHE_DIR": str(embedding_cache_dir),
         "LABELLA_WORKER_POLL_SECONDS": "0.2",
         "HF_HUB_OFFLINE": "1",
+        "LABELLA_OWNER_USERNAME": OWNER,
+        "LABELLA_OWNER_PASSWORD": OWNER_PASSWORD,
     }
     env.pop("LABELLA_DATABASE_URL", None)
     log_path = data_dir / "server.log"
@@ -118,7 +125,8 @@ def start_server(data_dir: Path, embedding_cache_dir: Path) -> LiveServer:
                 f"labella serve exited with {process.returncode}:\n{server.log_tail()}"
             )
         try:
-            if httpx.get(f"{server.url}/api/projects", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/login", timeout=2).status_code == 200:
+                server.token = _owner_token(server.url)
                 return server
         except httpx.TransportError:
             pass
@@ -126,6 +134,30 @@ def start_server(data_dir: Path, embedding_cache_dir: Path) -> LiveServer:
             stop_server(server)
             raise RuntimeError(f"labella serve did not answer in time:\n{server.log_tail()}")
         time.sleep(0.2)
+
+
+def _owner_token(url: str) -> str:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        signed_in = http.post(
+            "/api/auth/login", json={"username": OWNER, "password": OWNER_PASSWORD}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        made = http.post(
+            "/api/auth/tokens",
+            json={"name": "web tests"},
+            headers={"X-CSRF-Token": signed_in.json()["csrf_token"]},
+        )
+        assert made.status_code == 201, made.text
+        secret: str = made.json()["secret"]
+        return secret
+
+
+def sign_in(page: Page, url: str, username: str = OWNER, password: str = OWNER_PASSWORD) -> None:
+    """Sign the page's browser context in (the session cookie), without a page load."""
+    response = page.context.request.post(
+        f"{url}/api/auth/login", data={"username": username, "password": password}
+    )
+    assert response.status == 200, response.text()
 
 
 def stop_server(server: LiveServer) -> None:
@@ -169,13 +201,34 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Page]:
+def page(
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path, live_server: LiveServer
+) -> Iterator[Page]:
+    """A browser tab signed in as the site owner (``anonymous_page`` is one that is not)."""
+    tab = _new_tab(browser)
+    sign_in(tab, live_server.url)
+    yield from _watch(tab, request, tmp_path)
+
+
+@pytest.fixture
+def anonymous_page(
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Page]:
+    tab = _new_tab(browser)
+    yield from _watch(tab, request, tmp_path)
+
+
+def _new_tab(browser: Browser) -> Page:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
+    return context.new_page()
+
+
+def _watch(tab: Page, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Page]:
+    context = tab.context
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
     yield tab

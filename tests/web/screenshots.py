@@ -21,6 +21,7 @@ from tests.web.conftest import (
     VIEWPORT,
     LiveServer,
     load_sentences,
+    sign_in,
     start_server,
     stop_server,
 )
@@ -67,8 +68,7 @@ def photograph(server: LiveServer, project_id: int, folder: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
-        page.goto(f"{server.url}/")
-        page.evaluate("localStorage.setItem('labella.annotator', 'maria')")
+        sign_in(page, server.url)
         page.goto(f"{server.url}/projects/{project_id}/label")
         page.locator("#prediction").filter(has_text="suggests").wait_for()
         page.screenshot(path=str(folder / "labeling.png"))

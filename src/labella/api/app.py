@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from labella.config import Settings
-from labella.errors import LabellaError
+from labella.errors import LabellaError, TooManyRequests, Unauthorized
 from labella.jobs.worker import Worker
 from labella.storage.db import Database
 from labella.storage.migrate import upgrade_database
@@ -62,7 +62,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         body: dict[str, object] = {"detail": exc.message, "code": exc.code}
         if exc.details:
             body["details"] = exc.details
-        return JSONResponse(status_code=exc.status_code, content=body)
+        headers: dict[str, str] = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="labella"'
+        return JSONResponse(status_code=exc.status_code, content=body, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,9 +111,27 @@ def _include_routers(app: FastAPI) -> None:
 
     app.include_router(review_routes.router)
 
+    from labella.api.routes import agreement as agreement_routes
+
+    app.include_router(agreement_routes.router)
+
     from labella.api.routes import evaluation as evaluation_routes
 
     app.include_router(evaluation_routes.router)
+
+    from labella.api.routes import accounts as account_routes
+    from labella.api.routes import members as member_routes
+
+    app.include_router(account_routes.router)
+    app.include_router(member_routes.router)
+
+    from labella.api.routes import media as media_routes
+
+    app.include_router(media_routes.router)
+
+    from labella.api.routes import detection as detection_routes
+
+    app.include_router(detection_routes.router)
 
     from labella.web import routes as web_routes
 

@@ -86,6 +86,7 @@ def _register_commands() -> None:
         project_cmds,
         server_cmds,
         simulate_cmds,
+        user_cmds,
     )
 
 

@@ -43,7 +43,16 @@ def serve(
         overrides["data_dir"] = data_dir
     if no_worker:
         overrides["run_worker"] = False
-    run_server(Settings(**overrides))  # type: ignore[arg-type]
+    from labella.cli.main import open_database
+    from labella.cli.user_cmds import ensure_site_owner
+
+    settings, db = open_database(Settings(**overrides))  # type: ignore[arg-type]
+    try:
+        # a fresh installation gets its owner now, never a built-in default password
+        ensure_site_owner(settings, db)
+    finally:
+        db.dispose()
+    run_server(settings)
 
 
 @app.command()
@@ -62,6 +71,7 @@ def demo(
 ) -> None:
     """Set up a demo project (BBC News by default) and start the server on it."""
     from labella.cli.main import open_database
+    from labella.cli.user_cmds import ensure_demo_owner
     from labella.services import demo as demo_service
 
     settings, db = open_database(Settings(port=port) if port is not None else None)
@@ -75,6 +85,7 @@ def demo(
                 data,
                 classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             )
+        password = ensure_demo_owner(db, project.project_id)
     finally:
         db.dispose()
     verb = "created" if project.created else "found"
@@ -82,5 +93,9 @@ def demo(
         f"Demo project {project.name!r} {verb}: {project.items} items (id {project.project_id})."
     )
     typer.echo("Items can be labeled at once; they are embedded in the background.")
+    typer.echo(
+        f"Sign in as 'demo' with the password {password} "
+        "(new on every `labella demo`; shown only now)."
+    )
     if not no_serve:
         run_server(settings)

@@ -82,7 +82,12 @@ def preview(db: Database, project_id: int, *, threshold: float) -> AutolabelPrev
 
 
 def apply(
-    db: Database, project_id: int, *, threshold: float, chunk: int = DEFAULT_CHUNK
+    db: Database,
+    project_id: int,
+    *,
+    threshold: float,
+    chunk: int = DEFAULT_CHUNK,
+    actor: str = "system",
 ) -> AutolabelResult:
     """Give every qualifying item a ``model`` label; returns how many were labeled."""
     threshold = _check_threshold(threshold)
@@ -104,7 +109,30 @@ def apply(
         if last_seen is None:
             break
         after = last_seen
+    _record_run(db, project_id, actor, {"threshold": threshold}, labeled, version)
     return AutolabelResult(threshold=threshold, labeled=labeled, model_version=version)
+
+
+def _record_run(
+    db: Database,
+    project_id: int,
+    actor: str,
+    asked: dict[str, float],
+    labeled: int,
+    version: int,
+) -> None:
+    # The labels themselves are in the label history (source model, with their model version);
+    # this records who started the run and with what setting.
+    from labella.services import audit
+
+    with db.transaction() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="autolabel.run",
+            project_id=project_id,
+            detail={**asked, "labeled": labeled, "model_version": version},
+        )
 
 
 def _label_chunk(
@@ -333,7 +361,12 @@ def preview_precision(
 
 
 def apply_precision(
-    db: Database, project_id: int, *, target_precision: float, chunk: int = DEFAULT_CHUNK
+    db: Database,
+    project_id: int,
+    *,
+    target_precision: float,
+    chunk: int = DEFAULT_CHUNK,
+    actor: str = "system",
 ) -> AutolabelResult:
     """Auto-label exactly the items :func:`preview_precision` selects; the result's threshold is
     the calibrated one."""
@@ -356,6 +389,14 @@ def apply_precision(
                 session, project_id, model_id, 0.0, known, after=0, chunk=len(batch), only_ids=batch
             )
         labeled += done
+    _record_run(
+        db,
+        project_id,
+        actor,
+        {"target_precision": target_precision, "threshold": plan.threshold or 1.0},
+        labeled,
+        plan.model_version,
+    )
     return AutolabelResult(
         threshold=plan.threshold if plan.threshold is not None else 1.0,
         labeled=labeled,

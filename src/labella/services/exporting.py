@@ -67,6 +67,7 @@ def iter_export(
     include: str = "labeled",
     label_separator: str = "|",
     page_rows: int = PAGE_ROWS,
+    actor: str = "system",
 ) -> ExportStream:
     """Check the request and the project now (so errors come before any byte is sent) and return
     the stream. ``include="labeled"``: items with a current label, human or model;
@@ -82,8 +83,17 @@ def iter_export(
         )
     if page_rows < 1:
         raise InvalidInput("page_rows must be at least 1")
-    with db.reader() as session:
+    from labella.services import audit
+
+    with db.transaction() as session:
         project = _ProjectInfo.of(repo.get_project(session, project_id))
+        audit.record(
+            session,
+            actor=actor,
+            action="export",
+            project_id=project_id,
+            detail={"format": fmt, "include": include},
+        )
     columns = LABEL_COLUMNS + (PREDICTION_COLUMNS if include == "all" else ())
     exporter = _Exporter(
         db,

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.policy import ImportExport
 from labella.api.schemas import ImportRecordOut, ImportReportOut
 from labella.errors import InvalidInput, PayloadTooLarge
 from labella.services import exporting, importing
@@ -75,7 +76,12 @@ _IMPORT_BODY: dict[str, Any] = {
     summary="Import a file of texts (and optionally their labels)",
 )
 async def create_import(
-    project_id: int, request: Request, db: DbDep, settings: SettingsDep, worker: WorkerDep
+    project_id: int,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    worker: WorkerDep,
+    member: ImportExport,
 ) -> ImportReportOut:
     """All or nothing: a file with a problem (reported with its line) changes nothing.
     Duplicate texts and empty rows are skipped and reported."""
@@ -103,6 +109,7 @@ async def create_import(
             upload.file,
             filename=upload.filename or "",
             size_limit=limit,
+            actor=member.username,
             **options,
         )
     finally:
@@ -113,7 +120,7 @@ async def create_import(
 
 
 @router.get("/{project_id}/imports", response_model=list[ImportRecordOut])
-def list_imports(project_id: int, db: DbDep) -> list[ImportRecordOut]:
+def list_imports(project_id: int, db: DbDep, member: ImportExport) -> list[ImportRecordOut]:
     return [ImportRecordOut.model_validate(r) for r in importing.list_imports(db, project_id)]
 
 
@@ -126,12 +133,13 @@ def list_imports(project_id: int, db: DbDep) -> list[ImportRecordOut]:
 def export(
     project_id: int,
     db: DbDep,
+    member: ImportExport,
     fmt: Annotated[str, Query(alias="format", description="csv or jsonl")] = "csv",
     include: Annotated[
         str, Query(description="labeled: labelled items only; all: every item, with predictions")
     ] = "labeled",
 ) -> StreamingResponse:
-    stream = exporting.iter_export(db, project_id, fmt=fmt, include=include)
+    stream = exporting.iter_export(db, project_id, fmt=fmt, include=include, actor=member.username)
     return StreamingResponse(
         iter(stream),
         media_type=stream.media_type,

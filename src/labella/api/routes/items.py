@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from labella.api.deps import DbDep
+from labella.api.policy import BrowseItems
 from labella.api.schemas import ItemPageOut, QueuePreviewOut
 from labella.services import browse
 from labella.services import projects as project_service
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["items"])
 def list_items(
     project_id: int,
     db: DbDep,
+    member: BrowseItems,
     status: Annotated[
         str | None, Query(description="unlabeled, labeled (by a human), auto or skipped")
     ] = None,
@@ -52,6 +54,7 @@ def list_items(
 def queue_preview(
     project_id: int,
     db: DbDep,
+    member: BrowseItems,
     n: Annotated[int, Query(ge=1, le=browse.MAX_QUEUE_PREVIEW)] = 10,
 ) -> list[QueuePreviewOut]:
     """The next items of the labeling queue with their scores, without leasing them."""

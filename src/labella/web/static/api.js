@@ -21,9 +21,26 @@ export class ApiError extends Error {
   }
 }
 
+// The session's CSRF token, rendered into the page by the server: every state-changing request
+// signed in by the session cookie must echo it in this header, or the server refuses it (403).
+export const CSRF_HEADER = "X-CSRF-Token";
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+export function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") || "" : "";
+}
+
+/** A signed-out page (expired or revoked session) goes to the sign-in page, then comes back. */
+export function toLogin() {
+  const next = window.location.pathname + window.location.search;
+  window.location.assign(`/login?next=${encodeURIComponent(next)}`);
+}
+
 export async function api(path, { method = "GET", body, signal, query } = {}) {
   const url = query ? `${path}?${new URLSearchParams(dropEmpty(query))}` : path;
   const init = { method, signal, headers: { Accept: "application/json" } };
+  if (!SAFE_METHODS.has(method.toUpperCase())) init.headers[CSRF_HEADER] = csrfToken();
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -48,6 +65,7 @@ export async function readResponse(response) {
       data = null;
     }
   }
+  if (response.status === 401 && document.body.dataset.page !== "login") toLogin();
   if (!response.ok) {
     const detail = data && typeof data.detail === "string" ? data.detail : null;
     throw new ApiError(detail || `The server answered ${response.status} ${response.statusText}`, {
@@ -76,6 +94,7 @@ export function upload(path, formData, { onProgress } = {}) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader(CSRF_HEADER, csrfToken());
     xhr.upload.addEventListener("progress", (event) => {
       if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
     });
