@@ -14,7 +14,7 @@ from labella.config import Settings
 from labella.errors import Conflict, InvalidInput, NotFound
 from labella.jobs.worker import Worker
 from labella.learners.heads import make_head
-from labella.services import label_qa, labeling, training
+from labella.services import label_qa, labeling, review, training
 from labella.services.importing import content_hash
 from labella.storage.db import Database
 from labella.storage.models import FlagStatus, Item, LabelFlag
@@ -194,7 +194,7 @@ def flags(db: Database, project_id: int) -> list[LabelFlag]:
 
 
 def test_training_flags_the_planted_flips(trained: PlantedProject, db: Database) -> None:
-    queue = label_qa.review_queue(db, trained.id, limit=50)
+    queue = review.review_queue(db, trained.id, limit=50)
     assert queue, "training should have flagged something"
     k = len(trained.flipped)
     top = {flag.item_id for flag in queue[:k]}
@@ -213,11 +213,11 @@ def test_training_flags_the_planted_flips(trained: PlantedProject, db: Database)
 def test_keep_and_change_keep_history(
     trained: PlantedProject, db: Database, worker: Worker
 ) -> None:
-    queue = label_qa.review_queue(db, trained.id, limit=50)
+    queue = review.review_queue(db, trained.id, limit=50)
     to_change, to_keep = queue[0], queue[1]
     right = to_change.suggested_class
     assert right is not None
-    changed = label_qa.resolve_flag(
+    changed = review.resolve_flag(
         db, trained.id, to_change.id, action="change", classes=[right.name], reviewer="rita"
     )
     assert changed.status == FlagStatus.CHANGED and changed.resolved_by == "rita"
@@ -230,14 +230,14 @@ def test_keep_and_change_keep_history(
     assert history.labels[0].classes[0].name == right.name
     assert history.labels[1].id == to_change.label_id
 
-    kept = label_qa.resolve_flag(db, trained.id, to_keep.id, action="keep", reviewer="rita")
+    kept = review.resolve_flag(db, trained.id, to_keep.id, action="keep", reviewer="rita")
     assert kept.status == FlagStatus.KEPT and kept.resolution_label_id is None
     assert labeling.item_history(db, trained.id, to_keep.item_id).labels[0].annotator == "alice"
 
-    open_ids = {f.id for f in label_qa.review_queue(db, trained.id, limit=500)}
+    open_ids = {f.id for f in review.review_queue(db, trained.id, limit=500)}
     assert to_change.id not in open_ids and to_keep.id not in open_ids
     with pytest.raises(Conflict, match="already resolved"):
-        label_qa.resolve_flag(db, trained.id, to_keep.id, action="keep", reviewer="bob")
+        review.resolve_flag(db, trained.id, to_keep.id, action="keep", reviewer="bob")
 
     # the next training replaces open flags, keeps resolved ones, never re-flags the kept label
     training.request_training(db, trained.id)
@@ -249,34 +249,34 @@ def test_keep_and_change_keep_history(
     assert to_keep.label_id not in {f.label_id for f in by_status[FlagStatus.OPEN]}
     assert to_change.item_id not in {f.item_id for f in by_status[FlagStatus.OPEN]}
     assert len({f.label_id for f in by_status[FlagStatus.OPEN]}) == len(by_status[FlagStatus.OPEN])
-    history_flags = label_qa.item_flags(db, trained.id, to_keep.item_id)
+    history_flags = review.item_flags(db, trained.id, to_keep.item_id)
     assert [f.status for f in history_flags] == [FlagStatus.KEPT]
 
 
 def test_resolve_refuses_bad_requests(trained: PlantedProject, db: Database) -> None:
-    flag = label_qa.review_queue(db, trained.id, limit=1)[0]
+    flag = review.review_queue(db, trained.id, limit=1)[0]
     with pytest.raises(NotFound, match="flag 999999"):
-        label_qa.resolve_flag(db, trained.id, 999_999, action="keep")
-    with pytest.raises(InvalidInput, match="'keep' or 'change'"):
-        label_qa.resolve_flag(db, trained.id, flag.id, action="delete")
+        review.resolve_flag(db, trained.id, 999_999, action="keep")
+    with pytest.raises(InvalidInput, match="'approve' \\('keep'\\) or 'change'"):
+        review.resolve_flag(db, trained.id, flag.id, action="delete")
     with pytest.raises(InvalidInput, match="needs the new label's classes"):
-        label_qa.resolve_flag(db, trained.id, flag.id, action="change")
+        review.resolve_flag(db, trained.id, flag.id, action="change")
     with pytest.raises(InvalidInput, match="unknown class"):
-        label_qa.resolve_flag(db, trained.id, flag.id, action="change", classes=["delta"])
-    with pytest.raises(InvalidInput, match="use action 'keep'"):
-        label_qa.resolve_flag(
+        review.resolve_flag(db, trained.id, flag.id, action="change", classes=["delta"])
+    with pytest.raises(InvalidInput, match="approve it instead"):
+        review.resolve_flag(
             db, trained.id, flag.id, action="change", classes=[flag.label_classes[0].name]
         )
     with pytest.raises(InvalidInput, match="limit"):
-        label_qa.review_queue(db, trained.id, limit=0)
+        review.review_queue(db, trained.id, limit=0)
     # nothing above changed the flag or the label
-    assert label_qa.review_queue(db, trained.id, limit=1)[0] == flag
+    assert review.review_queue(db, trained.id, limit=1)[0] == flag
     # a label changed by an annotator since it was flagged leaves the queue and cannot be resolved
     other = next(c for c in CLASSES if c != flag.label_classes[0].name)
     labeling.submit_label(db, trained.id, flag.item_id, classes=[other], annotator="bob")
-    assert flag.id not in {f.id for f in label_qa.review_queue(db, trained.id, limit=500)}
+    assert flag.id not in {f.id for f in review.review_queue(db, trained.id, limit=500)}
     with pytest.raises(Conflict, match="changed since it was flagged"):
-        label_qa.resolve_flag(db, trained.id, flag.id, action="keep")
+        review.resolve_flag(db, trained.id, flag.id, action="keep")
 
 
 def test_too_few_labels_or_multi_label_flag_nothing(

@@ -2,8 +2,8 @@
 
 After each training, every current human label is predicted out of fold (k-fold, the project's
 head on cached embeddings), confident learning picks the labels that look wrong, and they replace
-the project's open review flags. A reviewer keeps a flagged label or changes it; a change is a new
-human label through the labeling service, so the item's history shows both labels.
+the project's open review flags of this kind ("suspect_label"). Reviewers see them in the review
+queue next to the other kinds and approve or change the labels there (services.review).
 
 Single-label projects only: confident learning's per-class thresholds compare one given class with
 one alternative; multi-label projects are skipped (no flags are written).
@@ -12,29 +12,21 @@ one alternative; multi-label projects are skipped (no flags are written).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from sqlalchemy import delete, select
 
 from labella.config import Settings
-from labella.errors import Conflict, InvalidInput, NotFound
-from labella.services import labeling
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
     FlagStatus,
-    Item,
     Label,
-    LabelClass,
     LabelFlag,
-    LabelValue,
     ModelVersion,
     Project,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -234,9 +226,12 @@ def _replace_open_flags(
 ) -> int:
     with db.transaction() as session:
         repo.get_project(session, qa.project.id, for_update=True)
+        # only this kind: disagreements and work samples (services.review) are not the model's
         session.execute(
             delete(LabelFlag).where(
-                LabelFlag.project_id == qa.project.id, LabelFlag.status == FlagStatus.OPEN
+                LabelFlag.project_id == qa.project.id,
+                LabelFlag.status == FlagStatus.OPEN,
+                LabelFlag.kind == FLAG_KIND,
             )
         )
         candidate_labels = [qa.label_ids[i] for i in issues.indices.tolist()]
@@ -245,6 +240,7 @@ def _replace_open_flags(
                 select(Label.id).where(Label.id.in_(candidate_labels), Label.is_current.is_(True))
             )
         )
+        # a label a reviewer approved (in any kind of review) is not flagged again
         kept = set(
             session.scalars(
                 select(LabelFlag.label_id).where(
@@ -275,197 +271,3 @@ def _replace_open_flags(
         ]
         session.add_all(flags)
         return len(flags)
-
-
-# -- review ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReviewFlag:
-    id: int
-    item_id: int
-    text: str | None
-    external_id: str | None
-    media_uri: str | None
-    label_id: int
-    label_classes: list[labeling.ClassRef]
-    annotator: str | None
-    suggested_class: labeling.ClassRef | None
-    score: float
-    model_version_id: int | None
-    status: str
-    created_at: datetime
-    resolved_at: datetime | None
-    resolved_by: str | None
-    resolution_label_id: int | None
-
-
-def review_queue(db: Database, project_id: int, *, limit: int = 50) -> list[ReviewFlag]:
-    """Open flags whose label is still the item's current one, most suspicious first."""
-    if not 1 <= limit <= MAX_REVIEW_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_REVIEW_PAGE}, got {limit}")
-    with db.reader() as session:
-        repo.get_project(session, project_id)
-        rows = session.execute(
-            _flag_rows()
-            .where(
-                LabelFlag.project_id == project_id,
-                LabelFlag.status == FlagStatus.OPEN,
-                # a label changed since it was flagged is no longer the one in question
-                Label.is_current.is_(True),
-            )
-            .order_by(LabelFlag.score.desc(), LabelFlag.id)
-            .limit(limit)
-        ).all()
-        return _review_flags(session, project_id, rows)
-
-
-def item_flags(db: Database, project_id: int, item_id: int) -> list[ReviewFlag]:
-    """Every flag an item ever had, newest first: the QA side of its history."""
-    with db.reader() as session:
-        repo.get_item(session, project_id, item_id)
-        rows = session.execute(
-            _flag_rows()
-            .where(LabelFlag.project_id == project_id, LabelFlag.item_id == item_id)
-            .order_by(LabelFlag.id.desc())
-        ).all()
-        return _review_flags(session, project_id, rows)
-
-
-def resolve_flag(
-    db: Database,
-    project_id: int,
-    flag_id: int,
-    *,
-    action: str,
-    classes: list[int | str] | None = None,
-    reviewer: str = labeling.DEFAULT_ANNOTATOR,
-) -> ReviewFlag:
-    """Keep the flagged label, or change it: a new human label by ``reviewer`` (the flagged one
-    stays in the item's history, superseded) and the flag records it as its resolution."""
-    reviewer = labeling.clean_annotator(reviewer)
-    if action not in ("keep", "change"):
-        raise InvalidInput(f"action must be 'keep' or 'change', got {action!r}")
-    if action == "keep" and classes:
-        raise InvalidInput("'keep' takes no classes; use action 'change' to give a new label")
-    flag = _open_flag(db, project_id, flag_id)
-    if action == "keep":
-        with db.transaction() as session:
-            locked = _lock_open_flag(session, project_id, flag_id)
-            locked.status = FlagStatus.KEPT
-            locked.resolved_at = utcnow()
-            locked.resolved_by = reviewer
-        return _one_flag(db, project_id, flag_id)
-    if not classes:
-        raise InvalidInput("action 'change' needs the new label's classes (ids or names)")
-    with db.reader() as session:
-        project = repo.get_project(session, project_id)
-        new_ids = {cls.id for cls in labeling.resolve_classes(project, classes)}
-        old_ids = set(
-            session.scalars(select(LabelValue.class_id).where(LabelValue.label_id == flag.label_id))
-        )
-    if new_ids == old_ids:
-        raise InvalidInput("the new classes equal the flagged label; use action 'keep' instead")
-    # The request id makes a retry (or a crash between the two transactions) find the label this
-    # review already made instead of adding a second one.
-    result = labeling.submit_label(
-        db,
-        project_id,
-        flag.item_id,
-        classes=classes,
-        annotator=reviewer,
-        request_id=f"review-flag-{flag_id}",
-    )
-    with db.transaction() as session:
-        locked = _lock_open_flag(session, project_id, flag_id)
-        locked.status = FlagStatus.CHANGED
-        locked.resolved_at = utcnow()
-        locked.resolved_by = reviewer
-        locked.resolution_label_id = result.label.id
-    return _one_flag(db, project_id, flag_id)
-
-
-def _open_flag(db: Database, project_id: int, flag_id: int) -> ReviewFlag:
-    flag = _one_flag(db, project_id, flag_id)
-    if flag.status != FlagStatus.OPEN:
-        raise Conflict(f"flag {flag_id} was already resolved ({flag.status} by {flag.resolved_by})")
-    with db.reader() as session:
-        is_current = session.scalar(select(Label.is_current).where(Label.id == flag.label_id))
-    if not is_current:
-        raise Conflict(
-            f"the label flagged by flag {flag_id} was changed since it was flagged; "
-            "the item's current label is not the one in question"
-        )
-    return flag
-
-
-def _lock_open_flag(session: Any, project_id: int, flag_id: int) -> LabelFlag:
-    flag = session.scalar(select(LabelFlag).where(LabelFlag.id == flag_id).with_for_update())
-    if flag is None or flag.project_id != project_id:
-        raise NotFound(f"flag {flag_id} does not exist in project {project_id}")
-    if flag.status != FlagStatus.OPEN:
-        raise Conflict(f"flag {flag_id} was already resolved ({flag.status} by {flag.resolved_by})")
-    return flag
-
-
-def _one_flag(db: Database, project_id: int, flag_id: int) -> ReviewFlag:
-    with db.reader() as session:
-        repo.get_project(session, project_id)
-        rows = session.execute(
-            _flag_rows().where(LabelFlag.id == flag_id, LabelFlag.project_id == project_id)
-        ).all()
-        if not rows:
-            raise NotFound(f"flag {flag_id} does not exist in project {project_id}")
-        return _review_flags(session, project_id, rows)[0]
-
-
-def _flag_rows() -> Any:
-    return (
-        select(LabelFlag, Item.text, Item.external_id, Item.media_uri, Label.annotator)
-        .join(Item, Item.id == LabelFlag.item_id)
-        .join(Label, Label.id == LabelFlag.label_id)
-    )
-
-
-def _review_flags(session: Any, project_id: int, rows: Sequence[Any]) -> list[ReviewFlag]:
-    names = dict(
-        session.execute(
-            select(LabelClass.id, LabelClass.name).where(LabelClass.project_id == project_id)
-        ).all()
-    )
-    label_ids = [row[0].label_id for row in rows]
-    values: dict[int, list[int]] = {}
-    if label_ids:
-        for label_id, class_id in session.execute(
-            select(LabelValue.label_id, LabelValue.class_id).where(
-                LabelValue.label_id.in_(label_ids)
-            )
-        ):
-            values.setdefault(int(label_id), []).append(int(class_id))
-
-    def ref(class_id: int) -> labeling.ClassRef:
-        return labeling.ClassRef(id=class_id, name=names.get(class_id, f"#{class_id}"))
-
-    views = []
-    for flag, text, external_id, media_uri, annotator in rows:
-        views.append(
-            ReviewFlag(
-                id=flag.id,
-                item_id=flag.item_id,
-                text=text,
-                external_id=external_id,
-                media_uri=media_uri,
-                label_id=flag.label_id,
-                label_classes=[ref(c) for c in sorted(values.get(flag.label_id, []))],
-                annotator=annotator,
-                suggested_class=ref(flag.suggested_class_id)
-                if flag.suggested_class_id is not None
-                else None,
-                score=float(flag.score),
-                model_version_id=flag.model_version_id,
-                status=flag.status,
-                created_at=labeling.as_utc(flag.created_at),
-                resolved_at=labeling.as_utc(flag.resolved_at) if flag.resolved_at else None,
-                resolved_by=flag.resolved_by,
-                resolution_label_id=flag.resolution_label_id,
-            )
-        )
-    return views
