@@ -31,8 +31,27 @@ class Settings(BaseSettings):
     import_chunk_rows: int = Field(default=5000, description="Rows written per database round trip")
 
     text_encoder: str = "all-MiniLM-L6-v2"
+    image_encoder: str = Field(
+        default="efficientnet-lite0", description="Encoder of new image projects"
+    )
     encode_batch_size: int = 64
     encode_chunk: int = 512
+
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose images an HTTP client may import by path (referenced in "
+        "place); the data dir is always allowed. The CLI also allows its working directory "
+        "and the folder or file it is given.",
+    )
+    max_image_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Largest single image file accepted"
+    )
+    max_image_pixels: int = Field(
+        default=64_000_000,
+        ge=1,
+        description="Largest image (width × height) decoded; larger ones are refused as "
+        "decompression bombs",
+    )
 
     run_worker: bool = Field(
         default=True, description="Run the job worker inside the server process"
@@ -47,6 +66,11 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         default=2000, description="How many items each ranking orders explicitly"
     )
+    rank_batch: int = Field(
+        default=20,
+        ge=1,
+        description="Batch size a batch strategy (cluster-margin) builds the queue in",
+    )
     lease_seconds: int = Field(default=600, description="How long a served item stays reserved")
     random_seed: int = 0
 
@@ -57,6 +81,26 @@ class Settings(BaseSettings):
     )
     eval_every: int = Field(
         default=5, ge=0, description="Serve one evaluation-sample item every this many; 0: never"
+    )
+
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure; unset: secure unless the request is plain "
+        "http to localhost",
+    )
+    session_days: float = Field(default=14, gt=0, description="How long a browser sign-in lasts")
+    login_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed sign-ins for one username within the window"
+    )
+    login_failures_per_client: int = Field(
+        default=20, ge=1, description="Failed sign-ins from one address within the window"
+    )
+    login_window_seconds: int = Field(default=900, ge=1)
+    owner_username: str | None = Field(
+        default=None, description="The site owner `labella serve` creates on first start"
+    )
+    owner_password: str | None = Field(
+        default=None, description="Their password (else prompted, or generated and printed once)"
     )
 
     @cached_property
@@ -84,6 +128,15 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def media_dir(self) -> Path:
+        """Uploaded images, content-addressed (images imported by path stay where they are)."""
+        return self.data_dir / "media"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.cache_dir, self.embeddings_dir, self.models_dir):

@@ -240,7 +240,7 @@ def test_embed_with_cache_keeps_finished_chunks_when_interrupted(
 def test_embed_with_cache_rejects_mismatched_inputs(tmp_path: Path, hashing_encoder: Any) -> None:
     cache = EmbeddingCache(tmp_path, hashing_encoder.name, hashing_encoder.dim)
     other = EmbeddingCache(tmp_path, "another-encoder", hashing_encoder.dim)
-    with pytest.raises(ValueError, match="2 keys but 1 texts"):
+    with pytest.raises(ValueError, match="2 keys but 1 inputs"):
         embed_with_cache(hashing_encoder, cache, ["a", "b"], ["x"])
     with pytest.raises(ValueError, match="does not match the cache"):
         embed_with_cache(hashing_encoder, other, ["a"], ["x"])

@@ -145,3 +145,55 @@ def test_a_killed_encode_resumes_at_the_next_chunk(
         assert session.scalar(
             select(func.count()).where(Item.id.in_(ids), Item.embedded.is_(True))
         ) == len(TEXTS)
+
+
+def test_encode_job_embeds_image_items_from_their_files(
+    db: Database,
+    settings: Settings,
+    worker: Worker,
+    make_project: Callable[..., Any],
+    tmp_path: Any,
+) -> None:
+    """Image projects: the job reads each image's bytes (checked against its hash) and encodes
+    them with the project's image encoder; a file gone from disk is reported, not fatal."""
+    import numpy as np
+
+    from labella.learners.encoders import get_encoder
+    from labella.services.image_import import import_folder
+    from tests.image_files import write_image
+
+    project = make_project(("cat", "dog"), kind="image_classification")
+    photos = tmp_path / "photos"
+    paths = [write_image(photos / f"{i}.{fmt}", i) for i, fmt in enumerate(["jpg", "png", "webp"])]
+    import_folder(db, settings, project.id, photos, roots=[photos])
+    paths[2].unlink()
+    assert worker.run_until_idle() >= 1
+
+    with db.reader() as session:
+        job = session.scalars(select(Job).where(Job.kind == "encode")).one()
+        rows = session.execute(
+            select(Item.text, Item.embedded, Item.content_hash)
+            .where(Item.project_id == project.id)
+            .order_by(Item.id)
+        ).all()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result is not None and job.result["unreadable"] == 1
+    assert "no longer on disk" in job.result["unreadable_examples"][0]
+    assert "could not be read" in job.message
+    assert [(r.text, r.embedded) for r in rows] == [
+        ("0.jpg", True),
+        ("1.png", True),
+        ("2.webp", False),
+    ]
+
+    encoder = get_encoder(project.encoder)
+    cache = EmbeddingCache(settings.embeddings_dir, encoder.name, encoder.dim)
+    try:
+        vectors, found = cache.get_many([r.content_hash for r in rows])
+    finally:
+        cache.close()
+    assert found.tolist() == [True, True, False]
+    assert np.allclose(np.linalg.norm(vectors[:2], axis=1), 1.0, atol=1e-5)
+    # the same pixels encoded directly give the cached vector
+    direct = encoder.encode([paths[0].read_bytes()])
+    assert np.allclose(direct[0], vectors[0], atol=1e-5)

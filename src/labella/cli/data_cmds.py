@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,7 +21,13 @@ SHOWN_DUPLICATES = 5
 @friendly_errors
 def import_command(
     project: Annotated[str, typer.Argument(help="Project id or name")],
-    file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL/NDJSON or TXT file (UTF-8)")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, TSV, JSONL/NDJSON or TXT file (UTF-8); for an image project also a "
+            "folder of images, a zip, an image, or a CSV/JSONL listing of image paths"
+        ),
+    ],
     text_field: Annotated[str | None, typer.Option(help="Column holding the text")] = None,
     label_field: Annotated[
         str | None, typer.Option(help="Column holding existing labels (imported as human labels)")
@@ -40,9 +46,19 @@ def import_command(
     label_separator: Annotated[
         str, typer.Option(help="Separates several labels in one CSV/TSV cell")
     ] = "|",
+    no_folder_labels: Annotated[
+        bool,
+        typer.Option("--no-folder-labels", help="Images: do not take class names from subfolders"),
+    ] = False,
+    path_field: Annotated[
+        str | None, typer.Option(help="Images: the listing's column holding the image path")
+    ] = None,
 ) -> None:
     """Import texts (and optionally their labels) from a file. All or nothing: a file with a
-    problem changes nothing. Duplicates and empty rows are skipped and reported."""
+    problem changes nothing. Duplicates and empty rows are skipped and reported.
+
+    Image projects: a folder (a subfolder per class labels its images), a zip, image files or a
+    listing; images on disk are referenced in place, bad images are skipped and reported."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -50,12 +66,28 @@ def import_command(
     from labella.services.importing import import_file
     from labella.services.readers import CountingReader, format_bytes
 
-    if file.is_dir():
-        fail(f"{file} is a directory; name a file")
-    size = file.stat().st_size  # FileNotFoundError -> one line, via friendly_errors
     settings, db = open_database()
     try:
         found = resolve_project(db, project)
+        if found.kind == "object_detection":
+            _import_detections(db, settings, found, file)
+            return
+        if found.kind == "image_classification":
+            _import_images(
+                db,
+                settings,
+                found,
+                file,
+                labels_from_folders=not no_folder_labels,
+                path_field=path_field,
+                label_field=label_field,
+                id_field=id_field,
+                label_separator=label_separator,
+            )
+            return
+        if file.is_dir():
+            fail(f"{file} is a directory; name a file")
+        size = file.stat().st_size  # FileNotFoundError -> one line, via friendly_errors
         limit = settings.max_upload_bytes
         if size > limit:
             raise PayloadTooLarge(
@@ -89,6 +121,97 @@ def import_command(
     finally:
         db.dispose()
     _print_report(report, found.name, file.name)
+
+
+def _import_images(
+    db: Any,
+    settings: Any,
+    project: Any,
+    source: Path,
+    *,
+    labels_from_folders: bool,
+    path_field: str | None,
+    label_field: str | None,
+    id_field: str | None,
+    label_separator: str,
+) -> None:
+    """Images: a folder, or a zip / image / listing file, with a progress bar per image."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from labella.services import image_import
+
+    if not source.exists():
+        fail(f"{source} does not exist")
+    roots = image_import.cli_roots(settings, source if source.is_dir() else source.parent)
+    progress = Progress(
+        TextColumn("importing {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(source.name, total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        if source.is_dir():
+            report = image_import.import_folder(
+                db,
+                settings,
+                project.id,
+                source,
+                roots=roots,
+                labels_from_folders=labels_from_folders,
+                progress=advance,
+            )
+        else:
+            with source.open("rb") as stream:
+                report = image_import.import_files(
+                    db,
+                    settings,
+                    project.id,
+                    [(source.name, stream)],
+                    roots=roots,
+                    base_dir=source.parent,
+                    labels_from_folders=labels_from_folders,
+                    path_field=path_field,
+                    label_field=label_field,
+                    id_field=id_field,
+                    label_separator=label_separator,
+                    progress=advance,
+                )
+    typer.echo(f"imported {source.name} into {project.name!r}: {report.summary()}")
+    typer.echo(
+        f"  {report.referenced:,} referenced in place, {report.stored:,} stored, "
+        f"{report.thumbnails_made:,} thumbnails made; {report.seconds:.1f}s"
+    )
+    for line in image_import.iter_report_lines(report, shown=SHOWN_DUPLICATES):
+        typer.echo(line)
+    if report.encode_job_id is not None:
+        typer.echo(f"  encoding the new items: job {report.encode_job_id}")
+
+
+def _import_detections(db: Any, settings: Any, project: Any, source: Path) -> None:
+    """Object detection: a folder or a zip of images with VOC / COCO / YOLO annotations, or one
+    annotation-less image."""
+    from labella.services import detection_import, image_import
+
+    if not source.exists():
+        fail(f"{source} does not exist")
+    if source.is_dir():
+        roots = image_import.cli_roots(settings, source)
+        report = detection_import.import_folder(db, settings, project.id, source, roots=roots)
+    else:
+        with source.open("rb") as stream:
+            report = detection_import.import_files(
+                db, settings, project.id, [(source.name, stream)]
+            )
+    typer.echo(f"imported {source.name} into {project.name!r}: {report.summary()}")
+    for line in detection_import.iter_report_lines(report, shown=SHOWN_DUPLICATES):
+        typer.echo(line)
 
 
 def _print_report(report: ImportReport, project_name: str, filename: str) -> None:
@@ -136,6 +259,7 @@ def export_command(
     """Export items and labels, with each label's source, confidence and model version."""
     from labella.services.exporting import iter_export
 
+    asked = fmt
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output is not None else ""
         fmt = {"jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix, "csv")
@@ -144,6 +268,9 @@ def export_command(
     _, db = open_database()
     try:
         found = resolve_project(db, project)
+        if found.kind == "object_detection":
+            _export_detections(db, found, asked, output)
+            return
         stream = iter_export(db, found.id, fmt=fmt, include=include)
         if output is None or str(output) == "-":
             for chunk in stream:
@@ -163,3 +290,32 @@ def export_command(
     finally:
         db.dispose()
     typer.echo(f"exported {found.name!r} to {output} ({fmt}, {include})", err=True)
+
+
+def _export_detections(db: Any, project: Any, fmt: str | None, output: Path | None) -> None:
+    """Object detection: voc (zip), coco (json), yolo (zip) or csv; the format follows a .json
+    or .csv output name, and must be given for a zip."""
+    from labella.services.detection_export import DETECTION_FORMATS, export_detections
+
+    if fmt is None:
+        suffix = output.suffix.lower() if output is not None else ""
+        fmt = {".json": "coco", ".csv": "csv"}.get(suffix)
+        if fmt is None:
+            fail(f"give --format: one of {', '.join(DETECTION_FORMATS)}")
+            return
+    export = export_detections(db, project.id, fmt=fmt)
+    if output is None or str(output) == "-":
+        sys.stdout.buffer.write(export.data)
+        sys.stdout.flush()
+        return
+    partial = output.with_name(output.name + ".part")
+    try:
+        partial.write_bytes(export.data)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    typer.echo(
+        f"exported {project.name!r} to {output} ({fmt}: {export.images:,} images, "
+        f"{export.boxes:,} boxes)",
+        err=True,
+    )

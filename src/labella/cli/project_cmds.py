@@ -17,11 +17,21 @@ def create(
     multi_label: Annotated[
         bool, typer.Option("--multi-label", help="Items may take several classes")
     ] = False,
-    strategy: Annotated[str, typer.Option(help="Query strategy")] = "margin",
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Query strategy (default: cluster_margin; ml_margin for multi-label)"),
+    ] = None,
     retrain_every: Annotated[int, typer.Option(help="Retrain after this many new labels")] = 50,
     description: Annotated[str, typer.Option(help="Free text")] = "",
+    kind: Annotated[
+        str, typer.Option(help="text_classification or image_classification")
+    ] = "text_classification",
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="Encoder name (default: all-MiniLM-L6-v2 / efficientnet-lite0)"),
+    ] = None,
 ) -> None:
-    """Create a text-classification project."""
+    """Create a text- or image-classification project."""
     from labella.services import projects as service
 
     _, db = open_database()
@@ -32,6 +42,8 @@ def create(
         strategy=strategy,
         retrain_every=retrain_every,
         description=description,
+        kind=kind,
+        encoder=encoder,
     )
     project = service.create_project(db, spec)
     names = ", ".join(c.name for c in project.classes)

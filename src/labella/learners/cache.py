@@ -10,10 +10,11 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
-from labella.learners.encoders import TextEncoder
+from labella.learners.encoders import Encoder
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -204,27 +205,28 @@ class EmbeddingCache:
 
 
 def embed_with_cache(
-    encoder: TextEncoder,
+    encoder: Encoder,
     cache: EmbeddingCache,
     keys: Sequence[str],
-    texts: Sequence[str],
+    inputs: Sequence[Any],
     *,
     batch_size: int = 64,
     progress: ProgressCallback | None = None,
     chunk: int = 512,
 ) -> np.ndarray:
-    """Embeddings for ``texts`` (float32 ``(n, dim)``, input order), encoding only uncached keys.
+    """Embeddings for ``inputs`` (texts, or image files' bytes for an image encoder; float32
+    ``(n, dim)``, input order), encoding only uncached keys.
 
     Misses are encoded ``chunk`` at a time and each chunk is written to the cache as soon as it is
     done, so an interrupted job loses at most one chunk of work. ``progress(done, total)`` counts
     items (cached ones are done from the start). Items that share a key are encoded once.
     """
     keys = _validate_keys(keys)
-    if isinstance(texts, str | bytes):
-        raise TypeError("texts must be a sequence of strings, not a single string")
-    texts = list(texts)
-    if len(keys) != len(texts):
-        raise ValueError(f"got {len(keys)} keys but {len(texts)} texts")
+    if isinstance(inputs, str | bytes):
+        raise TypeError("inputs must be a sequence, not a single string")
+    inputs = list(inputs)
+    if len(keys) != len(inputs):
+        raise ValueError(f"got {len(keys)} keys but {len(inputs)} inputs")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     if encoder.name != cache.encoder_name or encoder.dim != cache.dim:
@@ -244,11 +246,11 @@ def embed_with_cache(
 
     for start in range(0, len(missing_keys), chunk):
         chunk_keys = missing_keys[start : start + chunk]
-        chunk_texts = [texts[positions_by_key[key][0]] for key in chunk_keys]
+        chunk_inputs = [inputs[positions_by_key[key][0]] for key in chunk_keys]
         chunk_items = sum(len(positions_by_key[key]) for key in chunk_keys)
         encoded = np.asarray(
             encoder.encode(
-                chunk_texts,
+                chunk_inputs,
                 batch_size=batch_size,
                 progress=reporter.scaled(done, chunk_items),
             ),
@@ -257,7 +259,7 @@ def embed_with_cache(
         if encoded.shape != (len(chunk_keys), cache.dim):
             raise RuntimeError(
                 f"encoder {encoder.name!r} returned shape {encoded.shape} for "
-                f"{len(chunk_keys)} texts, expected ({len(chunk_keys)}, {cache.dim})"
+                f"{len(chunk_keys)} inputs, expected ({len(chunk_keys)}, {cache.dim})"
             )
         cache.put_many(chunk_keys, encoded)
         for row, key in enumerate(chunk_keys):

@@ -1,7 +1,15 @@
-"""Text encoders: turn texts into fixed, L2-normalised embedding vectors.
+"""Encoders: turn items (texts, images) into fixed, L2-normalised embedding vectors.
 
-Encoders are registered by name; the name is also the namespace of the embedding cache, so it must
-change whenever the vectors an encoder produces would change.
+Every encoder, text or image, follows one protocol (:class:`Encoder`: ``name``, ``dim``,
+``encode(inputs, batch_size=, progress=)``) and is registered by name with its modality
+(``"text"``: inputs are str; ``"image"``: inputs are the bytes of an image file). A project
+names its encoder (``project.encoder``); the name is also the namespace of the embedding cache,
+so it must change whenever the vectors an encoder produces would change.
+
+Plug-ins: call :func:`register_encoder` (e.g. with :class:`labella.learners.image_encoders.
+TorchImageEncoder` around your own torch model), or ship a package with an entry point in the
+group ``labella.encoders`` whose object is a function that registers its encoders; entry points
+are loaded the first time a name is not found.
 """
 
 from __future__ import annotations
@@ -154,21 +162,58 @@ class MiniLMEncoder:
         return model
 
 
-EncoderFactory = Callable[[], TextEncoder]
-
-_factories: dict[str, EncoderFactory] = {MINILM_NAME: MiniLMEncoder}
-_instances: dict[str, TextEncoder] = {}
-_registry_lock = threading.Lock()
-
-
-def text_encoder_names() -> list[str]:
-    """Names of the registered text encoders, sorted."""
-    with _registry_lock:
-        return sorted(_factories)
+TEXT = "text"
+IMAGE = "image"
+MODALITIES = (TEXT, IMAGE)
+PLUGIN_GROUP = "labella.encoders"
 
 
-def register_text_encoder(name: str, factory: EncoderFactory, *, replace: bool = False) -> None:
-    """Make ``get_text_encoder(name)`` build its encoder with ``factory`` (called at most once).
+@runtime_checkable
+class Encoder(Protocol):
+    """Any registered encoder: maps a sequence of inputs of its modality (str for text, the
+    bytes of an image file for images) to float32 ``(n, dim)`` arrays with unit-length rows."""
+
+    name: str
+    dim: int
+
+    def encode(
+        self,
+        inputs: Sequence[Any],
+        *,
+        batch_size: int = 64,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray: ...
+
+
+EncoderFactory = Callable[[], Any]
+
+
+def _efficientnet_lite0() -> Encoder:
+    from labella.learners.image_encoders import EfficientNetLite0Encoder
+
+    return EfficientNetLite0Encoder()
+
+
+def _efficientnet_lite0_plain() -> Encoder:
+    from labella.learners.image_encoders import EfficientNetLite0Encoder
+
+    return EfficientNetLite0Encoder.plain()
+
+
+_factories: dict[str, tuple[EncoderFactory, str]] = {
+    MINILM_NAME: (MiniLMEncoder, TEXT),
+    "efficientnet-lite0": (_efficientnet_lite0, IMAGE),
+    "efficientnet-lite0-plain": (_efficientnet_lite0_plain, IMAGE),
+}
+_instances: dict[str, Encoder] = {}
+_registry_lock = threading.RLock()
+_plugins_loaded = False
+
+
+def register_encoder(
+    name: str, factory: EncoderFactory, *, modality: str, replace: bool = False
+) -> None:
+    """Make ``get_encoder(name)`` build its encoder with ``factory`` (called at most once).
 
     Registering a name twice is an error unless ``replace=True``, so that a plug-in cannot
     silently swap the vectors behind an existing cache namespace.
@@ -177,24 +222,65 @@ def register_text_encoder(name: str, factory: EncoderFactory, *, replace: bool =
         raise ValueError("encoder name must be a non-empty string")
     if not callable(factory):
         raise TypeError("factory must be callable")
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     with _registry_lock:
         if name in _factories and not replace:
-            raise ValueError(f"text encoder {name!r} is already registered")
-        _factories[name] = factory
+            raise ValueError(f"{_factories[name][1]} encoder {name!r} is already registered")
+        _factories[name] = (factory, modality)
         _instances.pop(name, None)
 
 
-def get_text_encoder(name: str = MINILM_NAME) -> TextEncoder:
+def load_plugins() -> None:
+    """Run every ``labella.encoders`` entry point once (each registers its encoders)."""
+    global _plugins_loaded
+    with _registry_lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=PLUGIN_GROUP):
+            setup = entry.load()
+            setup()
+
+
+def _entry(name: str) -> tuple[EncoderFactory, str] | None:
+    with _registry_lock:
+        found = _factories.get(name)
+        if found is None and not _plugins_loaded:
+            load_plugins()
+            found = _factories.get(name)
+        return found
+
+
+def encoder_names(modality: str | None = None) -> list[str]:
+    """Names of the registered encoders (of one modality if given), sorted."""
+    load_plugins()
+    with _registry_lock:
+        return sorted(n for n, (_, m) in _factories.items() if modality in (None, m))
+
+
+def encoder_modality(name: str) -> str:
+    """``"text"`` or ``"image"``; ValueError for an unknown name, listing the known ones."""
+    found = _entry(name)
+    if found is None:
+        raise ValueError(f"unknown encoder {name!r}; known encoders: {', '.join(encoder_names())}")
+    return found[1]
+
+
+def get_encoder(name: str, *, modality: str | None = None) -> Encoder:
     """The process-wide encoder registered under ``name`` (built on first request)."""
+    found = _entry(name)
+    if found is None or (modality is not None and found[1] != modality):
+        kind = f"{modality} encoder" if modality else "encoder"
+        known = ", ".join(encoder_names(modality))
+        raise ValueError(f"unknown {kind} {name!r}; known encoders: {known}")
     with _registry_lock:
         encoder = _instances.get(name)
         if encoder is not None:
             return encoder
-        factory = _factories.get(name)
-        if factory is None:
-            known = ", ".join(sorted(_factories))
-            raise ValueError(f"unknown text encoder {name!r}; known encoders: {known}")
-        encoder = factory()
+        encoder = found[0]()
         if encoder.name != name:
             raise ValueError(
                 f"encoder registered as {name!r} calls itself {encoder.name!r}; the names must "
@@ -202,3 +288,19 @@ def get_text_encoder(name: str = MINILM_NAME) -> TextEncoder:
             )
         _instances[name] = encoder
         return encoder
+
+
+def text_encoder_names() -> list[str]:
+    """Names of the registered text encoders, sorted."""
+    return encoder_names(TEXT)
+
+
+def register_text_encoder(name: str, factory: EncoderFactory, *, replace: bool = False) -> None:
+    """:func:`register_encoder` for a text encoder."""
+    register_encoder(name, factory, modality=TEXT, replace=replace)
+
+
+def get_text_encoder(name: str = MINILM_NAME) -> TextEncoder:
+    """The process-wide text encoder registered under ``name`` (built on first request)."""
+    encoder: TextEncoder = get_encoder(name, modality=TEXT)
+    return encoder

@@ -6,6 +6,11 @@ still marked unembedded in id order, ``settings.encode_chunk`` at a time, and fl
 its own short transaction, so a killed job resumes where it stopped and a re-run is harmless
 (cached items cost a lookup, not an encoder call).
 
+Text items are encoded from ``item.text``; image items (the project's encoder has the image
+modality) from their file's bytes, read through the media store and checked against the content
+hash. An image that is gone or changed on disk since its import is left unembedded and named in
+the job's result; the other items go on.
+
 When every item is embedded, the job hands over to the model side: with no model yet it writes the
 cold-start ranking (or queues a training job if imported labels already allow one); with a model it
 predicts the newly embedded items and re-ranks the queue.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
@@ -31,6 +36,7 @@ ENCODE_JOB = "encode"
 
 # Stay below SQLite's historical limit of 999 bound parameters per statement.
 _IN_BATCH = 500
+_MAX_EXAMPLES = 20
 
 
 class ProgressReporter(Protocol):
@@ -55,6 +61,9 @@ class EncodeResult:
     """Items flagged embedded in this run whose vector was already cached."""
     seconds: float
     followup: str
+    unreadable: int = 0
+    """Image items left unembedded because their file is gone or changed on disk."""
+    unreadable_examples: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +73,8 @@ class EncodeResult:
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
             "followup": self.followup,
+            "unreadable": self.unreadable,
+            "unreadable_examples": self.unreadable_examples,
         }
 
 
@@ -77,9 +88,9 @@ def request_encoding(db: Database, project_id: int) -> Job:
 def open_cache(settings: Settings, encoder_name: str) -> Any:
     """The project encoder and its embedding cache, as a pair."""
     from labella.learners.cache import EmbeddingCache
-    from labella.learners.encoders import get_text_encoder
+    from labella.learners.encoders import get_encoder
 
-    encoder = get_text_encoder(encoder_name)
+    encoder = get_encoder(encoder_name)
     cache = EmbeddingCache(settings.embeddings_dir, encoder.name, encoder.dim)
     return encoder, cache
 
@@ -103,15 +114,60 @@ def _counts(db: Database, project_id: int) -> tuple[int, int]:
         return int(total), repo.count_embedded(session, project_id)
 
 
-def _next_chunk(db: Database, project_id: int, size: int) -> list[tuple[int, str, str]]:
+@dataclass(frozen=True)
+class _Pending:
+    item_id: int
+    key: str
+    text: str
+    media_uri: str | None
+
+
+def _next_chunk(db: Database, project_id: int, size: int, after_id: int) -> list[_Pending]:
+    # Keyset on the id, not "the first unembedded items": an image that cannot be read stays
+    # unembedded and must not be fetched again by the same run.
     with db.reader() as session:
         rows = session.execute(
-            select(Item.id, Item.content_hash, Item.text)
-            .where(Item.project_id == project_id, Item.embedded.is_(False))
+            select(Item.id, Item.content_hash, Item.text, Item.media_uri)
+            .where(
+                Item.project_id == project_id,
+                Item.embedded.is_(False),
+                Item.id > after_id,
+            )
             .order_by(Item.id)
             .limit(size)
         ).all()
-    return [(int(row.id), str(row.content_hash), row.text or "") for row in rows]
+    return [
+        _Pending(int(row.id), str(row.content_hash), row.text or "", row.media_uri) for row in rows
+    ]
+
+
+@dataclass
+class _ImageReader:
+    """Reads the bytes of image items, setting aside those that cannot be read."""
+
+    settings: Settings
+    unreadable: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def read(self, pending: list[_Pending]) -> tuple[list[_Pending], list[bytes]]:
+        from labella.errors import LabellaError
+        from labella.storage.media import MediaStore
+
+        store = MediaStore(self.settings)
+        kept: list[_Pending] = []
+        data: list[bytes] = []
+        for item in pending:
+            try:
+                if item.media_uri is None:
+                    raise LabellaError("the item has no image")
+                data.append(store.read(item.media_uri, expected_hash=item.key))
+            except LabellaError as exc:
+                self.unreadable += 1
+                if len(self.examples) < _MAX_EXAMPLES:
+                    self.examples.append(f"item {item.item_id}: {exc.message}")
+                continue
+            kept.append(item)
+        return kept, data
 
 
 def mark_embedded(db: Database, item_ids: Sequence[int]) -> None:
@@ -139,40 +195,47 @@ def encode_project(
     with db.reader() as session:
         project = repo.get_project(session, project_id)
         encoder_name = project.encoder
+    from labella.learners.encoders import IMAGE, encoder_modality
+
+    images = _ImageReader(settings) if encoder_modality(encoder_name) == IMAGE else None
     encoder, cache = open_cache(settings, encoder_name)
     chunk_size = max(1, settings.encode_chunk)
     encoded = reused = 0
-    seen: set[int] = set()
+    last_id = 0
     try:
         total, done = _counts(db, project_id)
         progress(done, total, f"{note}encoding {total - done} items", force=True)
         while True:
-            chunk = _next_chunk(db, project_id, chunk_size)
+            chunk = _next_chunk(db, project_id, chunk_size, last_id)
             if not chunk:
                 break
-            ids = [item_id for item_id, _, _ in chunk]
-            if seen.intersection(ids):
-                # Only possible if the flag update silently matched nothing; never loop forever.
-                raise RuntimeError(f"items {sorted(seen.intersection(ids))[:5]} were not flagged")
-            seen.update(ids)
-            keys = [key for _, key, _ in chunk]
-            misses = len(cache.missing(keys))
-            report = _ChunkProgress(progress, done, total, f"{note}encoding items ({encoder.name})")
+            last_id = chunk[-1].item_id
+            missing = set(cache.missing([item.key for item in chunk]))
+            cached = [item for item in chunk if item.key not in missing]
+            todo = [item for item in chunk if item.key in missing]
+            inputs: list[Any]
+            if images is not None:
+                # only misses are read from disk: a cached image costs a look-up, not a read
+                todo, inputs = images.read(todo)
+            else:
+                inputs = [item.text for item in todo]
+            base = done + len(cached)
+            report = _ChunkProgress(progress, base, total, f"{note}encoding items ({encoder.name})")
 
             from labella.learners.cache import embed_with_cache
 
             embed_with_cache(
                 encoder,
                 cache,
-                keys,
-                [text for _, _, text in chunk],
+                [item.key for item in todo],
+                inputs,
                 batch_size=settings.encode_batch_size,
                 progress=report,
                 chunk=chunk_size,
             )
-            mark_embedded(db, ids)
-            encoded += misses
-            reused += len(chunk) - misses
+            mark_embedded(db, [item.item_id for item in cached + todo])
+            encoded += len({item.key for item in todo})
+            reused += len(cached) + len(todo) - len({item.key for item in todo})
             total, done = _counts(db, project_id)
             progress(done, total, f"{note}embedded {done} of {total} items", force=True)
     finally:
@@ -186,6 +249,8 @@ def encode_project(
         reused=reused,
         seconds=time.perf_counter() - started,
         followup=followup,
+        unreadable=0 if images is None else images.unreadable,
+        unreadable_examples=[] if images is None else list(images.examples),
     )
 
 
@@ -235,4 +300,9 @@ def run_encode_job(context: JobContext) -> dict[str, Any]:
         f"{note}embedded {result.embedded} of {result.total} items "
         f"({result.encoded} encoded, {result.reused} from cache); {result.followup}"
     )
+    if result.unreadable:
+        summary += (
+            f"; {result.unreadable} images could not be read and stay unembedded "
+            f"({result.unreadable_examples[0]}{', ...' if result.unreadable > 1 else ''})"
+        )
     return {**result.as_dict(), "message": summary}

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -46,10 +46,11 @@ from labella.storage.models import (
     LabelSource,
     LabelValue,
     Project,
+    ProjectKind,
     utcnow,
 )
 
-_OPTIONAL_COLUMNS = ("external_id", "meta")
+_OPTIONAL_COLUMNS = ("external_id", "meta", "media_uri")
 _LOOKUP_BATCH = 5000  # keys per IN (...) look-up, well under SQLite's bound-variable limit
 
 MAX_EXAMPLES = 20
@@ -135,6 +136,7 @@ def import_file(
     has_header: bool = True,
     label_separator: str = "|",
     size_limit: int | None = None,
+    actor: str = "system",
 ) -> ImportReport:
     """Stream ``stream`` into the project; see the module docstring for the guarantees."""
     fmt = detect_format(filename, fmt)
@@ -155,13 +157,19 @@ def import_file(
     try:
         with db.transaction() as session:
             project = repo.get_project(session, project_id, for_update=True)
+            if project.kind == ProjectKind.IMAGE_CLASSIFICATION:
+                raise ImportFailed(
+                    f"project {project.name!r} is an image project: import images (a folder, a "
+                    "zip, image files, or a CSV/JSONL listing of image paths) with `labella "
+                    f"import` or POST /api/projects/{project_id}/images"
+                )
             record = ImportRecord(project_id=project_id, filename=filename[-500:], format=fmt)
             session.add(record)
             session.flush()
             report = ImportReport(
                 import_id=record.id, project_id=project_id, filename=record.filename, format=fmt
             )
-            writer = _ChunkWriter(session, settings, project, report)
+            writer = ChunkWriter(session, settings, project, report)
             writer.run(reader)
             report.text_field = reader.text_field
             report.label_field = reader.label_field
@@ -178,6 +186,23 @@ def import_file(
             record.labels_created = report.labels_created
             record.duplicates = report.duplicates
             record.report = report.to_dict()
+            from labella.services import audit
+
+            audit.record(
+                session,
+                actor=actor,
+                action="import",
+                project_id=project_id,
+                detail={
+                    "import_id": record.id,
+                    "filename": record.filename,
+                    "format": fmt,
+                    "rows": report.rows,
+                    "items_created": report.items_created,
+                    "labels_created": report.labels_created,
+                    "duplicates": report.duplicates,
+                },
+            )
             return report
     except IntegrityError as exc:
         # Imports into one project are serialised (project row lock / SQLite write lock), so this
@@ -203,11 +228,23 @@ def list_imports(db: Database, project_id: int) -> list[ImportRecord]:
         return records
 
 
-class _ChunkWriter:
-    """Turns records into rows and writes them a chunk at a time with bulk INSERTs."""
+class WriterReport(Protocol):
+    """What :class:`ChunkWriter` counts into (a text or an image import's report)."""
+
+    import_id: int
+    items_created: int
+    labels_created: int
+
+
+class ChunkWriter:
+    """Turns records into rows and writes them a chunk at a time with bulk INSERTs.
+
+    Text imports feed it records (:meth:`run`); the image import feeds it finished rows
+    (:meth:`add_item`, then :meth:`finish`).
+    """
 
     def __init__(
-        self, session: Session, settings: Settings, project: Project, report: ImportReport
+        self, session: Session, settings: Settings, project: Project, report: WriterReport
     ) -> None:
         import numpy as np
 
@@ -218,7 +255,7 @@ class _ChunkWriter:
         # Per-import stream, reproducible from the settings' seed and the import id.
         self.rng = np.random.default_rng([settings.random_seed, report.import_id])
         self.now: datetime = utcnow()
-        self.classes = _ClassLookup(project)
+        self.classes = ClassLookup(project)
         # hash -> line of this file where it first occurred, 0 for texts already in the project
         self.seen: dict[str, int] = dict.fromkeys(
             session.scalars(select(Item.content_hash).where(Item.project_id == project.id)), 0
@@ -227,8 +264,34 @@ class _ChunkWriter:
         self.item_labels: list[list[int] | None] = []
         self.example_hashes: dict[int, str] = {}  # line -> hash, for project duplicates shown
 
+    def add_item(self, row: dict[str, Any], class_ids: list[int] | None) -> None:
+        """Queue one new item: ``row`` has its ``content_hash`` and ``text`` and/or
+        ``media_uri``, optionally ``external_id`` and ``meta``. The caller has checked that it
+        is no duplicate. ``class_ids`` (if any) become its human label."""
+        self.items.append(
+            {
+                "project_id": self.project.id,
+                "external_id": None,
+                "meta": None,
+                **row,
+                "status": ItemStatus.LABELED.value if class_ids else ItemStatus.UNLABELED.value,
+                "embedded": False,
+                "import_id": self.report.import_id,
+                "created_at": self.now,
+            }
+        )
+        self.item_labels.append(class_ids)
+        if len(self.items) >= self.chunk_rows:
+            self._flush()
+
+    def finish(self) -> None:
+        """Write what :meth:`add_item` still holds."""
+        self._flush()
+
     def run(self, records: RecordReader) -> None:
         report = self.report
+        if not isinstance(report, ImportReport):
+            raise TypeError("run() needs a text import's ImportReport")
         seen = self.seen
         for rec in records:
             report.rows += 1
@@ -268,10 +331,12 @@ class _ChunkWriter:
             if len(self.items) >= self.chunk_rows:
                 self._flush()
         self._flush()
-        self._resolve_project_duplicates()
+        self._resolve_project_duplicates(report)
 
     def _duplicate(self, line: int, text: str, first_line: int, digest: str) -> None:
         report = self.report
+        if not isinstance(report, ImportReport):
+            raise TypeError("duplicates are counted here for text imports only")
         report.duplicates += 1
         if len(report.duplicate_examples) >= MAX_EXAMPLES:
             return
@@ -296,9 +361,9 @@ class _ChunkWriter:
         # Columns that no row of the chunk fills are left to their NULL default: most files have
         # no ids and no extra fields, and each bound value costs per row.
         for name in _OPTIONAL_COLUMNS:
-            if all(row[name] is None for row in self.items):
+            if all(row.get(name) is None for row in self.items):
                 for row in self.items:
-                    del row[name]
+                    row.pop(name, None)
         labelled = [i for i, ids in enumerate(self.item_labels) if ids]
         if labelled:
             # content_hash is unique within a project, so it names each new item's row
@@ -350,7 +415,7 @@ class _ChunkWriter:
         _insert_rows(self.session, _LABEL_VALUES, values)
         self.report.labels_created += len(rows)
 
-    def _resolve_project_duplicates(self) -> None:
+    def _resolve_project_duplicates(self, report: ImportReport) -> None:
         """Name the existing item each reported project duplicate matches (one small query)."""
         if not self.example_hashes:
             return
@@ -363,7 +428,7 @@ class _ChunkWriter:
                 )
             ).all()
         )
-        examples = self.report.duplicate_examples
+        examples = report.duplicate_examples
         for index, example in enumerate(examples):
             digest = self.example_hashes.get(example.line)
             if digest is not None and digest in found:
@@ -439,7 +504,7 @@ def _unnest_insert(table: Table, rows: list[dict[str, Any]]) -> Insert:
     return insert(table).from_select(names, select(*selected))
 
 
-class _ClassLookup:
+class ClassLookup:
     """Class names to ids for one project; refuses unknown names and, for single-label projects,
     rows with several labels."""
 
@@ -452,12 +517,17 @@ class _ClassLookup:
         # Case is forgiven only where it cannot be ambiguous.
         self.by_folded = {name: found[0].id for name, found in folded.items() if len(found) == 1}
 
+    def find(self, name: str) -> int | None:
+        """The id of the class called ``name`` (case forgiven where unambiguous), or None."""
+        class_id = self.by_name.get(name)
+        if class_id is None:
+            class_id = self.by_folded.get(name.lower())
+        return class_id
+
     def resolve(self, labels: list[str], line: int) -> list[int]:
         ids: list[int] = []
         for name in labels:
-            class_id = self.by_name.get(name)
-            if class_id is None:
-                class_id = self.by_folded.get(name.lower())
+            class_id = self.find(name)
             if class_id is None:
                 classes = ", ".join(repr(c.name) for c in self.project.classes)
                 raise ImportFailed(

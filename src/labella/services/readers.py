@@ -176,7 +176,10 @@ class RecordReader:
         id_field: str | None = None,
         has_header: bool = True,
         label_separator: str = "|",
+        text_candidates: Sequence[str] = TEXT_CANDIDATES,
     ) -> None:
+        """``text_candidates``: column names taken as the text column when ``text_field`` is
+        not given (an image listing looks for its path column this way)."""
         if fmt not in SUPPORTED_FORMATS:
             raise ImportFailed(
                 f"unknown format {fmt!r}; supported formats: {supported_formats_text()}"
@@ -188,6 +191,7 @@ class RecordReader:
         self.id_field = _blank_to_none(id_field)
         self.has_header = has_header
         self.label_separator = label_separator
+        self.text_candidates = tuple(text_candidates)
         self.columns: list[str] = []
 
     def __iter__(self) -> Iterator[Record]:
@@ -292,7 +296,7 @@ class RecordReader:
                 header, self.text_field, kind="text", headerless=not self.has_header
             )
         else:
-            text_i = _auto_column(header, TEXT_CANDIDATES)
+            text_i = _auto_column(header, self.text_candidates)
             if text_i < 0:
                 text_i = self._only_remaining(header, {label_i, id_i})
         # An explicitly named text column wins over a column merely guessed to be label or id.
@@ -328,7 +332,8 @@ class RecordReader:
             return remaining[0]  # headerless: the first free column
         raise ImportFailed(
             f"cannot tell which column holds the text; columns found: {_list(header)}. "
-            f"Name one {', '.join(TEXT_CANDIDATES)}, or choose it with text_field / --text-field"
+            f"Name one {', '.join(self.text_candidates)}, or choose it with text_field / "
+            "--text-field"
         )
 
     # -- JSON lines --------------------------------------------------------------------------
@@ -394,13 +399,13 @@ class RecordReader:
 
         id_key = named(self.id_field, "id") or _auto_key(keys, ID_CANDIDATES)
         label_key = named(self.label_field, "label") or _auto_key(keys, LABEL_CANDIDATES)
-        text_key = named(self.text_field, "text") or _auto_key(keys, TEXT_CANDIDATES)
+        text_key = named(self.text_field, "text") or _auto_key(keys, self.text_candidates)
         if not text_key:
             remaining = [k for k in keys if k not in (label_key, id_key)]
             if len(remaining) != 1:
                 raise ImportFailed(
                     f"cannot tell which field holds the text; fields found: {_list(keys)}. "
-                    f"Name one {', '.join(TEXT_CANDIDATES)}, "
+                    f"Name one {', '.join(self.text_candidates)}, "
                     "or choose it with text_field / --text-field"
                 )
             text_key = remaining[0]

@@ -8,6 +8,7 @@ import { bootData, classChip, clear, el, fmtInt, fmtPercent, fmtTime, showError 
 const boot = bootData();
 const project = boot.project;
 const base = `/api/projects/${project.id}`;
+const isImages = project.kind === "image_classification";
 const colorOf = (id) => (project.classes.find((c) => c.id === id) || {}).color;
 const $ = (id) => document.getElementById(id);
 const form = $("filters");
@@ -66,7 +67,14 @@ function renderTable(result, ms) {
       "tr",
       { dataset: { itemId: row.id } },
       el("td.num", {}, open),
-      el("td.text-cell", {}, el("div.clip", {}, row.text ?? "(no text)"), row.external_id ? el("div.muted.small", {}, row.external_id) : null),
+      isImages
+        ? el(
+            "td.text-cell",
+            {},
+            el("img.thumb", { src: `${base}/items/${row.id}/thumbnail`, alt: `Thumbnail of ${row.text ?? `item ${row.id}`}`, loading: "lazy", decoding: "async", width: 64, height: 64 }),
+            el("div.muted.small", {}, row.text ?? ""),
+          )
+        : el("td.text-cell", {}, el("div.clip", {}, row.text ?? "(no text)"), row.external_id ? el("div.muted.small", {}, row.external_id) : null),
       el("td", {}, statusBadge(row.status)),
       el("td", {}, ...(row.classes.length ? row.classes.map((c) => classChip(c, colorOf)) : ["–"])),
       el("td", {}, row.source ? el(`span.badge.${row.source}`, {}, row.annotator && row.source === "human" ? `human · ${row.annotator}` : row.source) : "–"),
@@ -142,7 +150,10 @@ function renderItem(data) {
   const item = data.item;
   $("item-title").textContent = `Item #${item.id}${item.external_id ? ` · ${item.external_id}` : ""}`;
   const body = clear($("item-body"));
-  body.append(el("div.full-text", {}, item.text ?? "(no text)"));
+  if (isImages) {
+    body.append(el("img.full-image", { src: `${base}/items/${item.id}/image`, alt: `Image ${item.text ?? item.id}` }));
+    body.append(el("p.small.muted", {}, item.text ?? ""));
+  } else body.append(el("div.full-text", {}, item.text ?? "(no text)"));
   body.append(
     el(
       "p.small",
@@ -206,9 +217,9 @@ function relabelForm(data) {
   formNode.addEventListener("submit", async (event) => {
     event.preventDefault();
     const chosen = [...formNode.querySelectorAll("input[name=relabel]:checked")].map((i) => Number(i.value));
-    const annotator = localStorage.getItem("labella.annotator") || "anonymous";
     try {
-      await api(`${base}/items/${data.item.id}/label`, { method: "POST", body: { classes: chosen, annotator } });
+      // the server records the signed-in user as the annotator
+      await api(`${base}/items/${data.item.id}/label`, { method: "POST", body: { classes: chosen } });
       renderItem(await api(`${base}/items/${data.item.id}`));
       load();
     } catch (err) {

@@ -44,22 +44,10 @@ const state = {
 };
 
 // -- annotator ----------------------------------------------------------------------------------
-const annotatorInput = $("annotator");
-annotatorInput.value = localStorage.getItem("labella.annotator") || "";
-annotatorInput.placeholder = "your name";
+// The server records the signed-in user as the annotator; the name is shown, not chosen.
 function annotator() {
-  return annotatorInput.value.trim() || "anonymous";
+  return boot.username || "";
 }
-annotatorInput.addEventListener("change", () => {
-  localStorage.setItem("labella.annotator", annotatorInput.value.trim());
-});
-annotatorInput.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" || event.key === "Escape") {
-    event.preventDefault();
-    annotatorInput.blur();
-    localStorage.setItem("labella.annotator", annotatorInput.value.trim());
-  }
-});
 
 // -- outbox -------------------------------------------------------------------------------------
 const outbox = new Outbox(`labella.outbox.${project.id}`, {
@@ -128,6 +116,7 @@ function advance(how = "prefetch") {
   state.current = next ? { item: next, selected: prelabel(next), revisit: null } : null;
   document.body.dataset.lastSwap = next ? how : "empty";
   render();
+  preloadImages();
   if (state.queue.length < LOW_WATER) refill();
 }
 
@@ -199,15 +188,49 @@ function buildClassButtons() {
   }
 }
 
+const imageUrl = (item) => `${base}/items/${item.item_id}/image`;
+const preloaded = new Map(); // item id -> Image, so the next picture is decoded before it is shown
+
+/** Fetch the pictures of queued items ahead of time (the browser caches them). */
+function preloadImages() {
+  if (project.kind !== "image_classification") return;
+  const wanted = new Set(state.queue.slice(0, PREFETCH).map((item) => item.item_id));
+  for (const id of preloaded.keys()) if (!wanted.has(id)) preloaded.delete(id);
+  for (const item of state.queue.slice(0, PREFETCH)) {
+    if (preloaded.has(item.item_id)) continue;
+    const img = new Image();
+    img.decoding = "async";
+    img.src = imageUrl(item);
+    preloaded.set(item.item_id, img);
+  }
+}
+
 const renderers = {
-  // Other kinds (images, boxes) plug in here with the same contract: draw `item` into `view`.
+  // Other kinds (boxes) plug in here with the same contract: draw `item` into `view`.
   text_classification(view, item) {
     const text = $("item-text");
     text.textContent = item.text ?? "";
     text.dataset.itemId = String(item.item_id);
     text.scrollTop = 0;
   },
+  image_classification(view, item) {
+    $("item-text").hidden = true;
+    $("item-figure").hidden = false;
+    const img = $("item-image");
+    img.classList.remove("tiny");
+    img.dataset.itemId = String(item.item_id);
+    img.alt = item.text ? `Image ${item.text}` : `Image of item ${item.item_id}`;
+    img.src = imageUrl(item);
+    const size = item.meta && item.meta.width ? ` · ${item.meta.width}×${item.meta.height}` : "";
+    $("item-caption").textContent = `${item.text ?? ""}${size}`;
+  },
 };
+// Small pictures (thumbnail-sized data sets) are scaled up with crisp pixels, not blurred.
+$("item-image").addEventListener("load", (event) => {
+  const img = event.target;
+  img.classList.toggle("tiny", img.naturalWidth > 0 && img.naturalWidth < 128);
+});
+$("item-image").addEventListener("error", () => hint("The image could not be loaded."));
 
 function renderItem() {
   const current = state.current;
