@@ -10,15 +10,18 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from labella.api.auth import OptionalUserDep
 from labella.api.deps import DbDep
+from labella.api.policy import role_actions
 from labella.errors import NotFound
-from labella.services import browse
+from labella.services import accounts, browse
 from labella.services import projects as project_service
 from labella.storage.db import Database
 from labella.storage.models import ItemStatus, Project, ProjectKind
@@ -30,7 +33,7 @@ TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 KIND_NAMES = {
     ProjectKind.TEXT_CLASSIFICATION.value: "Text classification",
     ProjectKind.IMAGE_CLASSIFICATION.value: "Image classification",
-    ProjectKind.OBJECT_DETECTION.value: "Object detection",
+    ProjectKind.OBJECT_DETECTION.value: "Object detection (import and export; no box editor yet)",
 }
 
 router = APIRouter(include_in_schema=False)
@@ -55,37 +58,79 @@ def install(app: FastAPI) -> None:
 def _page(
     request: Request, template: str, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    # the signed-in user (set by the auth dependency) and the CSRF token api.js sends back
+    user = getattr(request.state, "principal", None)
+    context.setdefault("user", user)
+    context.setdefault("csrf_token", (user.csrf_token or "") if user is not None else "")
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
 
 
+def login_redirect(request: Request) -> RedirectResponse:
+    """Send a signed-out visitor to the sign-in page, to come back here afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
 def _project_page(
-    request: Request, db: Database, project_id: int, template: str, page: str
+    request: Request,
+    db: Database,
+    project_id: int,
+    template: str,
+    page: str,
+    user: accounts.Principal | None,
 ) -> Response:
+    if user is None:
+        return login_redirect(request)
+    role = accounts.project_role(db, project_id, user)
     try:
+        if role is None:  # not a member reads exactly like a missing project
+            raise NotFound(f"project {project_id} does not exist")
         project = project_service.get_project(db, project_id)
     except NotFound as exc:
         return _page(request, "not_found.html", status_code=404, message=exc.message)
+    permissions = role_actions(role)
     return _page(
         request,
         template,
         project=project,
         page=page,
+        role=role,
+        permissions=permissions,
         kind_name=KIND_NAMES.get(project.kind, project.kind),
         boot={
             "project": project_boot(project),
             "strategies": strategy_catalogue(),
             "statuses": [s.value for s in ItemStatus],
+            "role": role,
+            "permissions": permissions,
+            "username": user.username,
         },
     )
 
 
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: OptionalUserDep, next: str = "/") -> Response:
+    # only a local path: an absolute URL here would make the sign-in page an open redirect
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    if user is not None:
+        return RedirectResponse(target, status_code=303)
+    return _page(request, "login.html", page="login", boot={"next": target})
+
+
 @router.get("/", response_class=HTMLResponse)
-def projects_page(request: Request, db: DbDep) -> Response:
+def projects_page(request: Request, db: DbDep, user: OptionalUserDep) -> Response:
+    if user is None:
+        return login_redirect(request)
+    visible = accounts.visible_project_ids(db, user)
+    roles = accounts.project_roles(db, user)
     return _page(
         request,
         "projects.html",
         page="projects",
-        summaries=browse.project_summaries(db),
+        roles=roles,
+        summaries=[
+            s for s in browse.project_summaries(db) if visible is None or s.project.id in visible
+        ],
         kinds=[
             {"value": kind, "name": name, "available": kind in project_service.SUPPORTED_KINDS}
             for kind, name in KIND_NAMES.items()
@@ -97,18 +142,55 @@ def projects_page(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def dashboard_page(request: Request, project_id: int, db: DbDep) -> Response:
-    return _project_page(request, db, project_id, "dashboard.html", "dashboard")
+def dashboard_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
+    return _project_page(request, db, project_id, "dashboard.html", "dashboard", user)
 
 
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
-def label_page(request: Request, project_id: int, db: DbDep) -> Response:
-    return _project_page(request, db, project_id, "label.html", "label")
+def label_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
+    if user is not None and _is_detection(db, project_id, user):
+        # the classification screen would take boxes for classes; say so instead of pretending
+        return _page(
+            request,
+            "not_found.html",
+            status_code=409,
+            message=(
+                "Labeling boxes in the browser is not available yet: import and export boxes "
+                "(Pascal VOC, COCO, YOLO) through the API or `labella import` / `labella export`."
+            ),
+        )
+    return _project_page(request, db, project_id, "label.html", "label", user)
+
+
+def _is_detection(db: Database, project_id: int, user: accounts.Principal) -> bool:
+    if accounts.project_role(db, project_id, user) is None:
+        return False  # a non-member gets the plain "does not exist" page
+    try:
+        return project_service.get_project(db, project_id).kind == ProjectKind.OBJECT_DETECTION
+    except NotFound:
+        return False
 
 
 @router.get("/projects/{project_id}/items", response_class=HTMLResponse)
-def items_page(request: Request, project_id: int, db: DbDep) -> Response:
-    return _project_page(request, db, project_id, "items.html", "items")
+def items_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
+    return _project_page(request, db, project_id, "items.html", "items", user)
+
+
+@router.get("/projects/{project_id}/members", response_class=HTMLResponse)
+def members_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
+    return _project_page(request, db, project_id, "members.html", "members", user)
+
+
+@router.get("/projects/{project_id}/review", response_class=HTMLResponse)
+def review_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
+    return _project_page(request, db, project_id, "review.html", "review", user)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, user: OptionalUserDep) -> Response:
+    if user is None:
+        return login_redirect(request)
+    return _page(request, "account.html", page="account", boot={"username": user.username})
 
 
 def project_boot(project: Project) -> dict[str, Any]:
