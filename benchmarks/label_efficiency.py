@@ -39,7 +39,7 @@ from labella.services import simulation as sim
 from labella.strategies import PoolView, QueryStrategy, get_strategy
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_STRATEGY = "margin"
+DEFAULT_STRATEGY = "cluster_margin"
 """The strategy a new project uses (``ProjectSpec.strategy``)."""
 
 

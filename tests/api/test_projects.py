@@ -99,3 +99,29 @@ def test_status_reports_counts_and_encoding(client: TestClient) -> None:
 def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/api/projects" in client.get("/openapi.json").json()["paths"]
+
+
+def test_new_projects_default_to_cluster_margin_and_learn_online(client: TestClient) -> None:
+    single = client.post("/api/projects", json={"name": "s", "classes": ["a", "b"]}).json()
+    multi = client.post(
+        "/api/projects", json={"name": "m", "classes": ["a", "b"], "multi_label": True}
+    ).json()
+    assert (single["strategy"], multi["strategy"]) == ("cluster_margin", "ml_margin")
+    assert (single["online_update_every"], single["cost_per_label"]) == (1, 0.0)
+
+
+def test_loop_settings_are_validated_and_kept(client: TestClient) -> None:
+    project = client.post("/api/projects", json={"name": "loop", "classes": ["a", "b"]}).json()
+    url = f"/api/projects/{project['id']}"
+    changed = client.patch(url, json={"online_update_every": 0, "cost_per_label": 0.12})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["online_update_every"], changed.json()["cost_per_label"]) == (0, 0.12)
+    for body, field in (
+        ({"online_update_every": -1}, "online_update_every"),
+        ({"online_update_every": 10_001}, "online_update_every"),
+        ({"cost_per_label": -0.5}, "cost_per_label"),
+    ):
+        response = client.patch(url, json=body)
+        assert response.status_code == 422 and field in response.json()["detail"]
+    kept = client.get(url).json()
+    assert (kept["online_update_every"], kept["cost_per_label"]) == (0, 0.12)

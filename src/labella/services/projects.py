@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import selectinload
 
 from labella.errors import Conflict, InvalidInput, NotFound
+from labella.services import audit
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -22,7 +24,18 @@ from labella.storage.models import (
     ProjectKind,
 )
 
-SUPPORTED_KINDS = (ProjectKind.TEXT_CLASSIFICATION,)
+SUPPORTED_KINDS = (
+    ProjectKind.TEXT_CLASSIFICATION,
+    ProjectKind.IMAGE_CLASSIFICATION,
+    ProjectKind.OBJECT_DETECTION,
+)
+# What each kind's items are made of, i.e. which encoders can embed them.
+KIND_MODALITY = {
+    ProjectKind.TEXT_CLASSIFICATION.value: "text",
+    ProjectKind.IMAGE_CLASSIFICATION.value: "image",
+    ProjectKind.OBJECT_DETECTION.value: "image",
+}
+DEFAULT_ENCODERS = {"text": "all-MiniLM-L6-v2", "image": "efficientnet-lite0"}
 PALETTE = [
     "#1f77b4",
     "#d62728",
@@ -51,10 +64,33 @@ class ProjectSpec:
     kind: str = ProjectKind.TEXT_CLASSIFICATION
     multi_label: bool = False
     description: str = ""
-    strategy: str = "margin"
+    strategy: str | None = None
+    """None: :func:`default_strategy` for the project's label mode."""
     strategy_params: dict[str, Any] = field(default_factory=dict)
     retrain_every: int = 50
     head: str = "linear"
+    encoder: str | None = None
+    """A registered encoder of the kind's modality; None: the kind's default
+    (all-MiniLM-L6-v2 for texts, efficientnet-lite0 for images)."""
+    online_update_every: int = 1
+    cost_per_label: float = 0.0
+
+
+def default_strategy(*, multi_label: bool) -> str:
+    """The strategy a new project gets: cluster-margin (uncertain *and* spread out, so a batch
+    does not spend its labels on near-duplicates; see benchmarks/RESULTS.md) for single-label
+    projects, and its multi-label counterpart's uncertainty, label-wise margin, otherwise."""
+    return "ml_margin" if multi_label else "cluster_margin"
+
+
+def _check_online_settings(online_update_every: int | None, cost_per_label: float | None) -> None:
+    if online_update_every is not None and not 0 <= online_update_every <= 10_000:
+        raise InvalidInput(
+            "online_update_every must be between 0 (no online updates) and 10000 labels, "
+            f"got {online_update_every}"
+        )
+    if cost_per_label is not None and not (math.isfinite(cost_per_label) and cost_per_label >= 0):
+        raise InvalidInput(f"cost_per_label must be a number >= 0, got {cost_per_label}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,28 @@ def _check_strategy(name: str, params: dict[str, Any]) -> None:
         raise InvalidInput(f"bad settings for strategy {name!r}: {exc}") from exc
 
 
+def _check_encoder(name: str | None, kind: str) -> str:
+    """The encoder a new project of ``kind`` uses: ``name`` if it is registered for the kind's
+    modality (plug-ins included), else the kind's default."""
+    from labella.learners.encoders import encoder_modality, encoder_names
+
+    modality = KIND_MODALITY[kind]
+    if name is None or not name.strip():
+        return DEFAULT_ENCODERS[modality]
+    name = name.strip()
+    try:
+        found = encoder_modality(name)
+    except ValueError:
+        found = None
+    if found != modality:
+        known = ", ".join(encoder_names(modality))
+        raise InvalidInput(
+            f"unknown {modality} encoder {name!r} for a {kind.replace('_', ' ')} project; "
+            f"registered {modality} encoders: {known}"
+        )
+    return name
+
+
 def _clean_class_names(classes: list[ClassSpec], *, multi_label: bool) -> list[ClassSpec]:
     cleaned = [ClassSpec(c.name.strip(), c.color, c.shortcut) for c in classes]
     if any(not c.name for c in cleaned):
@@ -97,7 +155,10 @@ def _clean_class_names(classes: list[ClassSpec], *, multi_label: bool) -> list[C
     return cleaned
 
 
-def create_project(db: Database, spec: ProjectSpec) -> Project:
+def create_project(
+    db: Database, spec: ProjectSpec, *, actor: str = "system", owner_id: int | None = None
+) -> Project:
+    """A new project; ``owner_id`` (the creating user) becomes its owner member."""
     name = spec.name.strip()
     if not name:
         raise InvalidInput("project name must not be empty")
@@ -106,10 +167,13 @@ def create_project(db: Database, spec: ProjectSpec) -> Project:
         raise InvalidInput(f"unknown project kind {spec.kind!r}; choose one of: {kinds}")
     if spec.kind not in SUPPORTED_KINDS:
         raise InvalidInput(f"project kind {spec.kind!r} is not available in this version yet")
+    encoder = _check_encoder(spec.encoder, spec.kind)
     if spec.retrain_every < 1:
         raise InvalidInput("retrain_every must be at least 1 label")
     classes = _clean_class_names(spec.classes, multi_label=spec.multi_label)
-    _check_strategy(spec.strategy, spec.strategy_params)
+    strategy = spec.strategy or default_strategy(multi_label=spec.multi_label)
+    _check_strategy(strategy, spec.strategy_params)
+    _check_online_settings(spec.online_update_every, spec.cost_per_label)
     with db.transaction() as session:
         if repo.get_project_by_name(session, name) is not None:
             raise Conflict(f"a project named {name!r} already exists")
@@ -118,10 +182,13 @@ def create_project(db: Database, spec: ProjectSpec) -> Project:
             description=spec.description,
             kind=spec.kind,
             multi_label=spec.multi_label,
-            strategy=spec.strategy,
+            strategy=strategy,
             strategy_params=dict(spec.strategy_params),
             retrain_every=spec.retrain_every,
             head=spec.head,
+            encoder=encoder,
+            online_update_every=spec.online_update_every,
+            cost_per_label=spec.cost_per_label,
         )
         for position, cls in enumerate(classes):
             project.classes.append(
@@ -134,6 +201,17 @@ def create_project(db: Database, spec: ProjectSpec) -> Project:
             )
         session.add(project)
         session.flush()
+        if owner_id is not None:
+            from labella.services.accounts import add_owner
+
+            add_owner(session, project.id, owner_id)
+        audit.record(
+            session,
+            actor=actor,
+            action="project.create",
+            project_id=project.id,
+            detail={"name": name, "classes": [c.name for c in classes]},
+        )
         return repo.get_project(session, project.id)
 
 
@@ -183,9 +261,33 @@ def update_project(
     strategy: str | None = None,
     strategy_params: dict[str, Any] | None = None,
     retrain_every: int | None = None,
+    online_update_every: int | None = None,
+    cost_per_label: float | None = None,
+    overlap: int | None = None,
+    overlap_share: float | None = None,
+    review_sample_share: float | None = None,
+    actor: str = "system",
 ) -> Project:
+    from labella.services import assignment, review
+
+    _check_online_settings(online_update_every, cost_per_label)
+    assignment.check_overlap_settings(overlap, overlap_share)
+    review.check_sample_share(review_sample_share)
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
+        before = _settings_of(project)
+        if review_sample_share is not None:
+            project.review_sample_share = review_sample_share
+        if overlap_share is not None:
+            project.overlap_share = overlap_share
+        if overlap is not None and overlap != project.overlap:
+            project.overlap = overlap
+            # items that now have enough answers are decided (services.assignment)
+            assignment.settle_pending(session, project)
+        if online_update_every is not None:
+            project.online_update_every = online_update_every
+        if cost_per_label is not None:
+            project.cost_per_label = cost_per_label
         if strategy is not None or strategy_params is not None:
             new_strategy = strategy or project.strategy
             new_params = (
@@ -202,11 +304,37 @@ def update_project(
             project.retrain_every = retrain_every
         if description is not None:
             project.description = description
+        after = _settings_of(project)
+        changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
+        if changed:
+            audit.record(
+                session, actor=actor, action="project.update", project_id=project_id, detail=changed
+            )
         session.flush()
         return repo.get_project(session, project_id)
 
 
-def add_class(db: Database, project_id: int, cls: ClassSpec) -> Project:
+_AUDITED_SETTINGS = (
+    "description",
+    "strategy",
+    "strategy_params",
+    "retrain_every",
+    "online_update_every",
+    "cost_per_label",
+    "overlap",
+    "overlap_share",
+    "review_sample_share",
+)
+
+
+def _settings_of(project: Project) -> dict[str, Any]:
+    """The project's settings as plain values, to record what an update changed."""
+    values = {name: getattr(project, name, None) for name in _AUDITED_SETTINGS}
+    values["strategy_params"] = dict(values["strategy_params"] or {})
+    return values
+
+
+def add_class(db: Database, project_id: int, cls: ClassSpec, *, actor: str = "system") -> Project:
     name = cls.name.strip()
     if not name:
         raise InvalidInput("class name must not be empty")
@@ -223,6 +351,9 @@ def add_class(db: Database, project_id: int, cls: ClassSpec) -> Project:
                 color=cls.color or PALETTE[position % len(PALETTE)],
                 shortcut=cls.shortcut or (str(position + 1) if position < 9 else ""),
             )
+        )
+        audit.record(
+            session, actor=actor, action="class.add", project_id=project_id, detail={"name": name}
         )
         session.flush()
         session.expire(project)
@@ -244,11 +375,13 @@ def update_class(
     name: str | None = None,
     color: str | None = None,
     shortcut: str | None = None,
+    actor: str = "system",
 ) -> Project:
     """Rename a class (labels follow, since they refer to the class by id) or restyle it."""
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
         cls = _find_class(project, class_id)
+        before = {"name": cls.name, "color": cls.color, "shortcut": cls.shortcut}
         if name is not None:
             new_name = name.strip()
             if not new_name:
@@ -260,11 +393,21 @@ def update_class(
             cls.color = color
         if shortcut is not None:
             cls.shortcut = shortcut
+        after = {"name": cls.name, "color": cls.color, "shortcut": cls.shortcut}
+        changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
+        if changed:
+            audit.record(
+                session,
+                actor=actor,
+                action="class.update",
+                project_id=project_id,
+                detail={"class_id": class_id, **changed},
+            )
         session.flush()
         return repo.get_project(session, project_id)
 
 
-def delete_class(db: Database, project_id: int, class_id: int) -> Project:
+def delete_class(db: Database, project_id: int, class_id: int, *, actor: str = "system") -> Project:
     """Delete a class that no label (current or historical) uses; refuse otherwise."""
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
@@ -280,5 +423,12 @@ def delete_class(db: Database, project_id: int, class_id: int) -> Project:
         if len(project.classes) - 1 < minimum:
             raise Conflict(f"a project of this kind needs at least {minimum} classes")
         project.classes.remove(cls)
+        audit.record(
+            session,
+            actor=actor,
+            action="class.delete",
+            project_id=project_id,
+            detail={"class_id": class_id, "name": cls.name},
+        )
         session.flush()
         return repo.get_project(session, project_id)

@@ -14,13 +14,15 @@ farthest-first traversal, so that every prefix of the queue is spread over the d
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from labella.config import Settings
 from labella.errors import InvalidInput
@@ -36,6 +38,8 @@ COLD_START_BATCH = 100
 """Items the cold-start ranking orders: one representative per cluster."""
 PROJECT_CLUSTERS = 100
 """Clusters fitted once per project (fewer for small projects)."""
+PRELABEL_REFRESH = 500
+"""Queued items whose predictions an online update rewrites (the top of the queue)."""
 ENSEMBLE_SIZE = 5
 """Bootstrap heads whose disagreement stands in for posterior samples (BALD)."""
 # Strategies that read the project's clusters when given (they would cluster on every query else).
@@ -66,11 +70,21 @@ class RankResult:
         }
 
 
-def request_ranking(db: Database, project_id: int) -> Job:
+def request_ranking(db: Database, project_id: int, *, actor: str = "system") -> Job:
     """Queue a re-ranking of the project's queue (e.g. after its strategy changed)."""
+    from labella.services import audit
+
     with db.transaction() as session:
         repo.get_project(session, project_id)
-        return queue.enqueue(session, kind=RANK_JOB, project_id=project_id)
+        job = queue.enqueue(session, kind=RANK_JOB, project_id=project_id)
+        audit.record(
+            session,
+            actor=actor,
+            action="rank.request",
+            project_id=project_id,
+            detail={"job_id": job.id},
+        )
+        return job
 
 
 # -- pool ----------------------------------------------------------------------------------------
@@ -85,29 +99,114 @@ class _Pool:
     """All items of the project, embedded or not."""
 
 
+@dataclass
+class _Vectors:
+    item_ids: np.ndarray
+    embeddings: np.ndarray
+
+
+class _VectorMemo:
+    """The embeddings of a project's embedded items, kept in memory between rankings.
+
+    Online updates re-rank after every few labels; reading 100,000 vectors (and item rows) back
+    each time would cost seconds, while the embedded items rarely change between two labels. An
+    entry is reused while the project's embedded items have the same count and id sum (items
+    are only ever added or un-flagged, so a change moves one of the two). Bounded to a few
+    projects (100,000 MiniLM vectors are about 150 MB).
+    """
+
+    def __init__(self, max_projects: int = 4) -> None:
+        self._max = max_projects
+        self._entries: OrderedDict[tuple[str, int, str], tuple[tuple[int, int], _Vectors]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, str], fingerprint: tuple[int, int]) -> _Vectors | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != fingerprint:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, int, str], fingerprint: tuple[int, int], entry: _Vectors) -> None:
+        with self._lock:
+            self._entries[key] = (fingerprint, entry)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+VECTOR_MEMO = _VectorMemo()
+
+
 def _load_pool(db: Database, settings: Settings, project_id: int, encoder: str) -> _Pool:
+    """The embedded items, which of them are labeled (any status but unlabeled), and their
+    vectors: two aggregate/index reads when the vectors are in memory already."""
+    with db.reader() as session:
+        n_items, n_embedded, id_sum = session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(case((Item.embedded.is_(True), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((Item.embedded.is_(True), Item.id), else_=0)), 0),
+            ).where(Item.project_id == project_id)
+        ).one()
+        # only the decided items: a few thousand rows, not the whole pool
+        decided = np.asarray(
+            session.scalars(
+                select(Item.id).where(
+                    Item.project_id == project_id,
+                    Item.status != ItemStatus.UNLABELED.value,
+                    Item.embedded.is_(True),
+                )
+            ).all(),
+            dtype=np.int64,
+        )
+    key = (str(db.engine.url), project_id, encoder)
+    fingerprint = (int(n_embedded), int(id_sum))
+    vectors = VECTOR_MEMO.get(key, fingerprint)
+    if vectors is None:
+        vectors = _read_vectors(db, settings, project_id, encoder)
+        if vectors is None:  # some vectors were lost; they are being encoded again
+            return _load_pool(db, settings, project_id, encoder)
+        VECTOR_MEMO.put(key, fingerprint, vectors)
+    labeled = np.isin(vectors.item_ids, decided, assume_unique=True)
+    return _Pool(
+        item_ids=vectors.item_ids,
+        labeled=labeled,
+        embeddings=vectors.embeddings,
+        n_items=int(n_items),
+    )
+
+
+def _read_vectors(
+    db: Database, settings: Settings, project_id: int, encoder: str
+) -> _Vectors | None:
+    """Every embedded item's vector from the on-disk cache; None after un-flagging the items
+    whose vectors are missing (a deleted cache), which queues their encoding."""
     with db.reader() as session:
         rows = session.execute(
-            select(Item.id, Item.status, Item.content_hash, Item.embedded)
-            .where(Item.project_id == project_id)
+            select(Item.id, Item.content_hash)
+            .where(Item.project_id == project_id, Item.embedded.is_(True))
             .order_by(Item.id)
         ).all()
-    embedded = [row for row in rows if row.embedded]
-    item_ids = np.fromiter((row.id for row in embedded), dtype=np.int64, count=len(embedded))
-    labeled = np.fromiter(
-        (row.status != ItemStatus.UNLABELED for row in embedded), dtype=bool, count=len(embedded)
-    )
+    item_ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
     _, cache = open_cache(settings, encoder)
     try:
-        vectors, found = cache.get_many([row.content_hash for row in embedded])
+        embeddings, found = cache.get_many([row.content_hash for row in rows])
     finally:
         cache.close()
     if not found.all():
         from labella.services.training import unflag_lost_embeddings
 
         unflag_lost_embeddings(db, project_id, item_ids[~found].tolist())
-        item_ids, labeled, vectors = item_ids[found], labeled[found], vectors[found]
-    return _Pool(item_ids=item_ids, labeled=labeled, embeddings=vectors, n_items=len(rows))
+        return None
+    return _Vectors(item_ids=item_ids, embeddings=embeddings)
 
 
 def clusters_path(settings: Settings, project_id: int) -> Path:
@@ -207,7 +306,9 @@ def _reasons(
     if name == "kcenter_greedy":
         return [f"k-center cover, pick {rank + 1}" for rank in range(len(picks))]
     if name == "cluster_margin":
-        margins = 1.0 - strategy_scores("margin", pool)[picks]
+        # the picks' margins only: scoring the whole pool again would double an online update
+        top2 = np.sort(np.asarray(pool.probs)[picks], axis=1)[:, -2:]
+        margins = top2[:, 1] - top2[:, 0]
         return [
             f"margin {m:.3f}, cluster {int(c) + 1} of {n_clusters}"
             for m, c in zip(margins, _pool_clusters(pool, picks), strict=True)
@@ -338,11 +439,17 @@ def rank_project(
     project_id: int,
     *,
     model_version: ModelVersion | None = None,
+    head: Any | None = None,
+    seed_offset: int = 0,
+    predict_queue: bool = False,
 ) -> RankResult:
     """Compute the queue order with the project's strategy and write ``item.priority``.
 
-    ``model_version`` defaults to the newest; without one the ranking is a cold start.
-    Reproducible: the strategy's randomness is seeded with ``random_seed + version``.
+    ``model_version`` defaults to the newest; without one the ranking is a cold start. ``head``
+    replaces the version's stored head (an online update's, see ``services.online``); with
+    ``predict_queue`` the queued items' predictions (the prelabels) are rewritten from it too.
+    Reproducible: the strategy's randomness is seeded with ``random_seed + version`` (plus
+    ``seed_offset``).
     """
     from labella.services.training import load_head
     from labella.strategies import EmptyPoolError, PoolView
@@ -354,7 +461,7 @@ def rank_project(
             model_version = repo.latest_model_version(session, project_id)
         class_names = [c.name for c in sorted(project.classes, key=lambda c: c.position)]
     version = model_version.version if model_version is not None else 0
-    seed = settings.random_seed + version
+    seed = settings.random_seed + version + seed_offset
     rng = np.random.default_rng(seed)
     pool_data = _load_pool(db, settings, project_id, project.encoder)
     strategy, cold_start, note = _choose_strategy(
@@ -374,8 +481,8 @@ def rank_project(
 
     probs = thresholds = prob_samples = None
     if model_version is not None and not cold_start:
-        head = load_head(model_version)
-        if "probs" in _needs(strategy):
+        head = head if head is not None else load_head(model_version)
+        if "probs" in _needs(strategy) or predict_queue:
             probs = head.predict_proba(pool_data.embeddings)
         if head.multi_label:
             thresholds = np.asarray(head.thresholds_, dtype=np.float32)
@@ -398,7 +505,7 @@ def rank_project(
     n_wanted = _batch_size(strategy.name, settings, project.retrain_every, clusters)
     representatives = strategy.name == "kmeans_cold_start"
     try:
-        picks = strategy.select(pool, n_wanted, rng=rng)
+        picks = select_queue(strategy, pool, n_wanted, batch=settings.rank_batch, rng=rng)
     except EmptyPoolError:
         picks = np.empty(0, dtype=np.int64)
     if representatives:
@@ -406,6 +513,15 @@ def rank_project(
     n_clusters = int(clusters.max()) + 1 if clusters is not None and clusters.size else 0
     reasons = _reasons(strategy, pool, picks, class_names=class_names, n_clusters=n_clusters)
     _write_priorities(db, project_id, pool_data.item_ids[picks], reasons)
+    if predict_queue and probs is not None and model_version is not None and len(picks):
+        from labella.services.training import replace_predictions_for
+
+        # the prelabels annotators are about to see; the rest keep the full training's until
+        # the queue reaches them (each update refreshes the new top)
+        top = picks[:PRELABEL_REFRESH]
+        replace_predictions_for(
+            db, project_id, model_version.id, head, pool_data.item_ids[top], probs[top]
+        )
     return RankResult(
         n_items=pool_data.n_items,
         n_ranked=len(picks),
@@ -415,6 +531,45 @@ def rank_project(
         seconds=time.perf_counter() - started,
         note=note,
     )
+
+
+def select_queue(
+    strategy: Any, pool: Any, n: int, *, batch: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The queue's first ``n`` picks: one call for most strategies, consecutive batches of
+    ``batch`` for a batch strategy (cluster-margin).
+
+    Cluster-margin spreads *one batch* over the clusters; asked for the whole queue at once it
+    would spread thousands of picks over a hundred clusters and lose the uncertainty that makes
+    it work. Annotators label the queue from the top, a batch at a time, so the queue is built
+    the way the strategy is meant to run: batch after batch, each from the candidates left. Every
+    batch draws from the ``candidate_factor × n`` least-margin items, so the batches run on that
+    sub-pool alone and cost one margin pass in all.
+    """
+    if strategy.name != "cluster_margin" or n <= batch:
+        return np.asarray(strategy.select(pool, n, rng=rng), dtype=np.int64)
+    from labella.strategies import PoolView
+    from labella.strategies._arrays import select_top_scores
+
+    factor = float(getattr(strategy, "candidate_factor", 1.0))
+    n_candidates = min(pool.n_unlabeled, int(np.ceil(factor * n)) + batch)
+    candidates = select_top_scores(
+        strategy_scores("margin", pool), pool.labeled, n_candidates, rng=rng, source="probs"
+    )
+    taken = np.zeros(len(candidates), dtype=bool)
+    sub = PoolView(
+        labeled=taken,
+        probs=pool.probs[candidates],
+        clusters=np.asarray(pool.clusters)[candidates],
+    )
+    picks: list[np.ndarray] = []
+    remaining = min(n, len(candidates))
+    while remaining > 0:
+        chosen = strategy.select(sub, min(batch, remaining), rng=rng)
+        taken[chosen] = True
+        picks.append(chosen)
+        remaining -= len(chosen)
+    return candidates[np.concatenate(picks)]
 
 
 def _batch_size(

@@ -43,14 +43,17 @@ class ClusterMargin(QueryStrategy):
     region. Cost per query: one margin pass plus O(M log M) for M candidates.
 
     Hyperparameters:
-        candidate_factor: candidates per batch slot (the paper's k_m / k_t), >= 1.
+        candidate_factor: candidates per batch slot (the paper's k_m / k_t), >= 1. The default,
+            2, is for the small batches of interactive labeling (20 or so): the paper's ~10 suits
+            batches of thousands, and at batch 20 it loses to plain margin because the
+            candidates reach far down the uncertainty order (benchmarks/RESULTS.md).
     """
 
     name = "cluster_margin"
     requires: ClassVar[frozenset[str]] = frozenset({"probs", "clusters"})
     _label_mode: ClassVar[LabelMode] = "single"
 
-    def __init__(self, *, candidate_factor: float = 10.0) -> None:
+    def __init__(self, *, candidate_factor: float = 2.0) -> None:
         if not np.isfinite(candidate_factor) or candidate_factor < 1:
             raise ValueError(
                 f"cluster_margin: candidate_factor must be >= 1, got {candidate_factor}"

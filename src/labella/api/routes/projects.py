@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from labella.api.deps import DbDep
+from labella.api.policy import AdminDep, CurrentUserDep, ManageProject, ViewProject
 from labella.api.schemas import (
     ClassIn,
     ClassPatch,
@@ -16,6 +17,7 @@ from labella.api.schemas import (
     ProjectPatch,
     ProjectStatusOut,
 )
+from labella.services import accounts
 from labella.services import projects as service
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
@@ -28,7 +30,8 @@ def _class_spec(cls: ClassIn | str) -> service.ClassSpec:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
-def create_project(body: ProjectCreate, db: DbDep) -> ProjectOut:
+def create_project(body: ProjectCreate, db: DbDep, user: AdminDep) -> ProjectOut:
+    """Site administrators create projects and become their owner."""
     spec = service.ProjectSpec(
         name=body.name,
         kind=body.kind,
@@ -38,22 +41,36 @@ def create_project(body: ProjectCreate, db: DbDep) -> ProjectOut:
         strategy=body.strategy,
         strategy_params=body.strategy_params,
         retrain_every=body.retrain_every,
+        online_update_every=body.online_update_every,
+        cost_per_label=body.cost_per_label,
+        encoder=body.encoder,
     )
-    return ProjectOut.model_validate(service.create_project(db, spec))
+    project = service.create_project(
+        db, spec, actor=user.username, owner_id=user.id if user.via != "local" else None
+    )
+    return ProjectOut.model_validate(project)
 
 
 @router.get("", response_model=list[ProjectOut])
-def list_projects(db: DbDep) -> list[ProjectOut]:
-    return [ProjectOut.model_validate(p) for p in service.list_projects(db)]
+def list_projects(db: DbDep, user: CurrentUserDep) -> list[ProjectOut]:
+    """The projects the caller is a member of (every project for a site administrator)."""
+    visible = accounts.visible_project_ids(db, user)
+    return [
+        ProjectOut.model_validate(p)
+        for p in service.list_projects(db)
+        if visible is None or p.id in visible
+    ]
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: int, db: DbDep) -> ProjectOut:
+def get_project(project_id: int, db: DbDep, member: ViewProject) -> ProjectOut:
     return ProjectOut.model_validate(service.get_project(db, project_id))
 
 
 @router.patch("/{project_id}", response_model=ProjectOut)
-def update_project(project_id: int, body: ProjectPatch, db: DbDep) -> ProjectOut:
+def update_project(
+    project_id: int, body: ProjectPatch, db: DbDep, member: ManageProject
+) -> ProjectOut:
     project = service.update_project(
         db,
         project_id,
@@ -61,12 +78,18 @@ def update_project(project_id: int, body: ProjectPatch, db: DbDep) -> ProjectOut
         strategy=body.strategy,
         strategy_params=body.strategy_params,
         retrain_every=body.retrain_every,
+        online_update_every=body.online_update_every,
+        cost_per_label=body.cost_per_label,
+        overlap=body.overlap,
+        overlap_share=body.overlap_share,
+        review_sample_share=body.review_sample_share,
+        actor=member.username,
     )
     return ProjectOut.model_validate(project)
 
 
 @router.get("/{project_id}/status", response_model=ProjectStatusOut)
-def project_status(project_id: int, db: DbDep) -> ProjectStatusOut:
+def project_status(project_id: int, db: DbDep, member: ViewProject) -> ProjectStatusOut:
     st = service.project_status(db, project_id)
     return ProjectStatusOut(
         project=ProjectOut.model_validate(st.project),
@@ -85,18 +108,28 @@ def project_status(project_id: int, db: DbDep) -> ProjectStatusOut:
 @router.post(
     "/{project_id}/classes", status_code=status.HTTP_201_CREATED, response_model=ProjectOut
 )
-def add_class(project_id: int, body: ClassIn, db: DbDep) -> ProjectOut:
-    return ProjectOut.model_validate(service.add_class(db, project_id, _class_spec(body)))
+def add_class(project_id: int, body: ClassIn, db: DbDep, member: ManageProject) -> ProjectOut:
+    project = service.add_class(db, project_id, _class_spec(body), actor=member.username)
+    return ProjectOut.model_validate(project)
 
 
 @router.patch("/{project_id}/classes/{class_id}", response_model=ProjectOut)
-def update_class(project_id: int, class_id: int, body: ClassPatch, db: DbDep) -> ProjectOut:
+def update_class(
+    project_id: int, class_id: int, body: ClassPatch, db: DbDep, member: ManageProject
+) -> ProjectOut:
     project = service.update_class(
-        db, project_id, class_id, name=body.name, color=body.color, shortcut=body.shortcut
+        db,
+        project_id,
+        class_id,
+        name=body.name,
+        color=body.color,
+        shortcut=body.shortcut,
+        actor=member.username,
     )
     return ProjectOut.model_validate(project)
 
 
 @router.delete("/{project_id}/classes/{class_id}", response_model=ProjectOut)
-def delete_class(project_id: int, class_id: int, db: DbDep) -> ProjectOut:
-    return ProjectOut.model_validate(service.delete_class(db, project_id, class_id))
+def delete_class(project_id: int, class_id: int, db: DbDep, member: ManageProject) -> ProjectOut:
+    project = service.delete_class(db, project_id, class_id, actor=member.username)
+    return ProjectOut.model_validate(project)
