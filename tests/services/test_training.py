@@ -402,12 +402,17 @@ def test_multi_label_training_predicts_sets_of_classes(
     assert job_state(db, job.id)["status"] == JobStatus.SUCCEEDED
     [version] = model_versions(db, corpus.id)
     assert version["metrics"]["accuracy"] is not None
+    # each class's threshold was tuned on the out-of-fold predictions and decides the predictions
+    thresholds = version["metrics"]["thresholds"]
+    assert len(thresholds) == 3 and all(0.0 < t < 1.0 for t in thresholds)
     stored = predictions(db, corpus.id)
     assert stored
     for row in stored.values():
         probs = np.asarray(row["probs"])
         expected = [
-            cid for cid, p in zip(version["metrics"]["class_ids"], probs, strict=True) if p >= 0.5
+            cid
+            for cid, p, t in zip(version["metrics"]["class_ids"], probs, thresholds, strict=True)
+            if p >= np.float32(t)
         ]
         assert row["predicted"] == expected
         assert row["confidence"] == pytest.approx(np.maximum(probs, 1 - probs).mean(), abs=1e-5)
@@ -444,7 +449,7 @@ def test_cold_start_is_reproducible(
 def test_margin_ranking_puts_the_least_margin_item_first(
     db: Database, worker: Worker, topics: Callable[..., TopicProject]
 ) -> None:
-    corpus = encoded(worker, topics())
+    corpus = encoded(worker, topics(strategy="margin"))
     labeled = corpus.label_first(3)
     training.request_training(db, corpus.id)
     worker.run_until_idle()

@@ -4,4 +4,9 @@ run jobs; each executor opens its own units of work and reports progress."""
 from __future__ import annotations
 
 # Each module registers its kinds with @executor when imported.
-from labella.services import encoding, ranking, training  # noqa: F401  ("encode", "rank", "train")
+from labella.services import (  # noqa: F401  (each module registers its job kinds)
+    encoding,  # "encode"
+    online,  # "online_update"
+    ranking,  # "rank"
+    training,  # "train"
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -51,15 +52,24 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def claim_next(session: Session, worker_id: str, kinds: list[str] | None = None) -> Job | None:
-    """Mark the oldest queued job running for this worker and return it (None if idle).
+def claim_next(
+    session: Session,
+    worker_id: str,
+    kinds: Sequence[str] | None = None,
+    *,
+    exclude_kinds: Sequence[str] = (),
+) -> Job | None:
+    """Mark the oldest queued job running for this worker and return it (None if idle); only
+    jobs of ``kinds`` when given, never of ``exclude_kinds``.
 
     On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the
     write transaction (BEGIN IMMEDIATE) already serialises claimers.
     """
     query = select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
     if kinds:
-        query = query.where(Job.kind.in_(kinds))
+        query = query.where(Job.kind.in_(list(kinds)))
+    if exclude_kinds:
+        query = query.where(Job.kind.not_in(list(exclude_kinds)))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     job = session.scalar(query)

@@ -1,11 +1,17 @@
-"""The worker: a thread (inside the server process by default) that claims queued jobs and runs
-them one at a time, with a heartbeat so that a job orphaned by a killed server is noticed."""
+"""The worker: threads (inside the server process by default) that claim queued jobs and run
+them one at a time each, with a heartbeat so that a job orphaned by a killed server is noticed.
+
+Two lanes by default: the main lane runs everything but the quick jobs, and the fast lane runs
+only the quick ones (online model updates, :data:`FAST_KINDS`), so that a label's online update
+is never stuck behind a minutes-long training or encoding job.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from labella.config import Settings
@@ -17,34 +23,67 @@ from labella.storage.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
+FAST_KINDS = ("online_update",)
+"""Job kinds of the fast lane (services.online): each takes well under a second."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One worker thread and the job kinds it claims (None: any kind not excluded)."""
+
+    name: str
+    kinds: tuple[str, ...] | None = None
+    exclude_kinds: tuple[str, ...] = ()
+
+
+DEFAULT_LANES = (
+    Lane("labella-worker", exclude_kinds=FAST_KINDS),
+    Lane("labella-fast-lane", kinds=FAST_KINDS),
+)
+
 
 class Worker:
-    def __init__(self, db: Database, settings: Settings, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        lanes: tuple[Lane, ...] = DEFAULT_LANES,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.worker_id = worker_id or queue.this_worker_id()
+        self.lanes = lanes
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        # one wake event per lane: a shared one could be cleared by one lane before another saw it
+        self._wakes = [threading.Event() for _ in lanes]
+        self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         self.recover()
-        self._thread = threading.Thread(target=self._loop, name="labella-worker", daemon=True)
-        self._thread.start()
+        for lane, wake in zip(self.lanes, self._wakes, strict=True):
+            thread = threading.Thread(
+                target=self._loop, args=(lane, wake), name=lane.name, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for wake in self._wakes:
+            wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll."""
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def recover(self) -> list[int]:
         with self.db.transaction() as session:
@@ -56,21 +95,27 @@ class Worker:
             return [job.id for job in jobs]
 
     # -- running ---------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, lane: Lane, wake: threading.Event) -> None:
         while not self._stop.is_set():
             try:
-                ran = self.run_once()
+                ran = self.run_once(lane)
             except Exception:  # the loop must survive a broken database connection
                 log.exception("worker loop error")
                 ran = False
             if not ran:
-                self._wake.wait(self.settings.worker_poll_seconds)
-                self._wake.clear()
+                wake.wait(self.settings.worker_poll_seconds)
+                wake.clear()
 
-    def run_once(self) -> bool:
-        """Claim and run one job; False when there was none."""
+    def run_once(self, lane: Lane | None = None) -> bool:
+        """Claim and run one job (of the lane's kinds; any kind without one); False when there
+        was none."""
         with self.db.transaction() as session:
-            job = queue.claim_next(session, self.worker_id)
+            job = queue.claim_next(
+                session,
+                self.worker_id,
+                lane.kinds if lane is not None else None,
+                exclude_kinds=lane.exclude_kinds if lane is not None else (),
+            )
             if job is None:
                 return False
             context = JobContext(

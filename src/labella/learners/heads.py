@@ -30,6 +30,10 @@ _CLASS_WEIGHTS = (None, "balanced")
 INTERCEPT_PENALTY_SCALE = 0.01
 
 
+_PREDICT_CHUNK = 8192
+"""Rows per chunk when predicting (bounded memory)."""
+
+
 @runtime_checkable
 class Head(Protocol):
     """A classifier over embedding vectors, as the app's services use it."""
@@ -212,14 +216,26 @@ class _BaseHead:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """float32 ``(n, n_classes)``: softmax rows (sum to 1), or per-class sigmoids."""
         params = self._fitted_params()
-        X_checked = self._check_X(X, n_features=self.n_features_in_, allow_empty=True)
+        rows = np.asarray(X)
+        if rows.ndim != 2:
+            raise ValueError(f"X must be a 2-d array (n_samples, n_features), got {rows.shape}")
+        out = np.empty((len(rows), self.n_classes), dtype=np.float32)
+        # in chunks: a float64 copy of a whole 100,000-row pool would be 300 MB and slower
         with threadpool_limits(limits=1, user_api="blas"):
-            logits, _ = self._logits_and_backprop(params, X_checked)
-        if self.multi_label:
-            return expit(logits).astype(np.float32)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+            for start in range(0, max(len(rows), 1), _PREDICT_CHUNK):
+                chunk = self._check_X(
+                    rows[start : start + _PREDICT_CHUNK],
+                    n_features=self.n_features_in_,
+                    allow_empty=True,
+                )
+                logits, _ = self._logits_and_backprop(params, chunk)
+                if self.multi_label:
+                    out[start : start + len(chunk)] = expit(logits)
+                else:
+                    shifted = logits - logits.max(axis=1, keepdims=True)
+                    exp = np.exp(shifted)
+                    out[start : start + len(chunk)] = exp / exp.sum(axis=1, keepdims=True)
+        return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices ``(n,)``, or a bool indicator ``(n, n_classes)`` for multi-label."""
@@ -235,14 +251,11 @@ class _BaseHead:
         """
         if not self.multi_label:
             raise ValueError("decision thresholds apply to multi-label heads only")
+        from labella.learners.evaluation import tuned_thresholds
+
         proba = self.predict_proba(X_val).astype(np.float64)
         targets = self._check_targets(Y_val, len(proba))
-        thresholds = self.thresholds_.copy()
-        for k in range(self.n_classes):
-            best = best_f1_threshold(proba[:, k], targets[:, k].astype(bool))
-            if best is not None:
-                thresholds[k] = best
-        self.thresholds_ = thresholds
+        self.thresholds_ = tuned_thresholds(proba, targets.astype(bool), default=self.thresholds_)
         return self
 
     def get_state(self) -> dict[str, np.ndarray]:

@@ -231,7 +231,13 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
     Runs inside the caller's transaction (the labeling service, after each label). It does not
     queue a job that is bound to fail: a single-label project needs two labeled classes among
     its embedded items first.
+
+    It also queues the project's online update (services.online), which learns from the new
+    label within a second instead of waiting for the next training.
     """
+    from labella.services.online import maybe_schedule_online_update
+
+    maybe_schedule_online_update(session, project)
     n_labels = repo.count_human_labels(session, project.id)
     latest = repo.latest_model_version(session, project.id)
     # held-out evaluation labels count as seen: else, once they outnumber retrain_every, every
@@ -255,7 +261,7 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
     )
 
 
-def request_training(db: Database, project_id: int) -> Job:
+def request_training(db: Database, project_id: int, *, actor: str = "system") -> Job:
     """Queue a training job now; NotReady (409) says what is missing when the labels cannot
     train a model yet."""
     with db.transaction() as session:
@@ -263,7 +269,17 @@ def request_training(db: Database, project_id: int) -> Job:
         problem = readiness_problem(load_labeled_rows(session, project), project)
         if problem is not None:
             raise NotReady(problem)
-        return enqueue_training(session, project_id, reason="requested")
+        job = enqueue_training(session, project_id, reason="requested")
+        from labella.services import audit
+
+        audit.record(
+            session,
+            actor=actor,
+            action="train.request",
+            project_id=project_id,
+            detail={"job_id": job.id},
+        )
+        return job
 
 
 def list_model_versions(db: Database, project_id: int) -> list[ModelVersion]:
@@ -289,8 +305,16 @@ def artifact_path(settings: Settings, project_id: int, version: int) -> Path:
 _STATE_PREFIX = "state_"
 
 
-def save_head(head: Any, path: Path, *, kind: str, class_ids: Sequence[int]) -> None:
-    """Write the head's learned arrays with np.savez, atomically (temp file, then rename)."""
+def save_head(
+    head: Any,
+    path: Path,
+    *,
+    kind: str,
+    class_ids: Sequence[int],
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write the head's learned arrays (and ``extra`` bookkeeping arrays) with np.savez,
+    atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "kind": np.asarray(kind),
@@ -301,6 +325,7 @@ def save_head(head: Any, path: Path, *, kind: str, class_ids: Sequence[int]) -> 
         "intercept": np.asarray(head.intercept_),
     }
     arrays.update({f"{_STATE_PREFIX}{name}": value for name, value in head.get_state().items()})
+    arrays.update(extra or {})
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as stream:
         np.savez(stream, **arrays)  # type: ignore[arg-type]
@@ -312,14 +337,20 @@ def load_head(model_version: ModelVersion) -> Any:
 
     Its ``classes_`` holds the project class ids of its columns (scikit-learn's convention).
     """
-    from labella.learners.heads import make_head
-
     path = Path(model_version.artifact_path)
     if not path.is_file():
         raise NotReady(
             f"the artifact of model version {model_version.version} is missing ({path}); "
             "train the model again"
         )
+    head, _ = read_head(path)
+    return head
+
+
+def read_head(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
+    """The head stored at ``path`` by :func:`save_head`, and the file's other arrays."""
+    from labella.learners.heads import make_head
+
     with np.load(path, allow_pickle=False) as data:
         class_ids = data["class_ids"].astype(np.int64)
         multi_label = bool(data["multi_label"])
@@ -334,9 +365,10 @@ def load_head(model_version: ModelVersion) -> Any:
             for name in data.files
             if name.startswith(_STATE_PREFIX)
         }
+        others = {name: data[name] for name in data.files if not name.startswith(_STATE_PREFIX)}
     head.set_state(state)
     head.classes_ = class_ids
-    return head
+    return head, others
 
 
 # -- predictions ----------------------------------------------------------------------------------
@@ -400,8 +432,6 @@ def write_predictions(
     drop the predictions of older versions (items labeled since keep none). Each chunk is
     replaced in its own short transaction. Returns the number of items predicted."""
     head = head if head is not None else load_head(model_version)
-    class_ids = np.asarray(head.classes_, dtype=np.int64)
-    thresholds = getattr(head, "thresholds_", None) if head.multi_label else None
     with db.reader() as session:
         pending = _needs_prediction(project_id, model_version.id).subquery()
         todo = int(session.scalar(select(func.count()).select_from(pending)) or 0)
@@ -426,28 +456,9 @@ def write_predictions(
             lost.extend(ids[~found].tolist())
             ids, vectors = ids[found], vectors[found]
             if len(ids):
-                probs = head.predict_proba(vectors)
-                predicted, confidence = summarise_probs(
-                    probs, class_ids, multi_label=head.multi_label, thresholds=thresholds
+                replace_predictions_for(
+                    db, project_id, model_version.id, head, ids, head.predict_proba(vectors)
                 )
-                rows = [
-                    {
-                        "item_id": item_id,
-                        "project_id": project_id,
-                        "model_version_id": model_version.id,
-                        "probs": prob_row,
-                        "predicted": predicted_ids,
-                        "confidence": conf,
-                    }
-                    for item_id, prob_row, predicted_ids, conf in zip(
-                        ids.tolist(),
-                        np.round(probs.astype(np.float64), 6).tolist(),
-                        predicted,
-                        confidence.tolist(),
-                        strict=True,
-                    )
-                ]
-                _replace_predictions(db, ids.tolist(), rows)
             done += len(chunk)
             if progress is not None:
                 progress(done, max(todo, done))
@@ -471,6 +482,41 @@ def _replace_predictions(db: Database, item_ids: list[int], rows: list[dict[str,
             batch = item_ids[start : start + _IN_BATCH]
             session.execute(delete(table).where(table.c.item_id.in_(batch)))
         session.execute(insert(table), rows)
+
+
+def replace_predictions_for(
+    db: Database,
+    project_id: int,
+    model_version_id: int,
+    head: Any,
+    item_ids: np.ndarray,
+    probs: np.ndarray,
+) -> None:
+    """Store ``probs`` (rows of ``head``'s columns) as the predictions of ``item_ids``, filed under
+    ``model_version_id``: an online update refreshes the prelabels of the queued items this way."""
+    class_ids = np.asarray(head.classes_, dtype=np.int64)
+    thresholds = getattr(head, "thresholds_", None) if head.multi_label else None
+    predicted, confidence = summarise_probs(
+        probs, class_ids, multi_label=head.multi_label, thresholds=thresholds
+    )
+    rows = [
+        {
+            "item_id": item_id,
+            "project_id": project_id,
+            "model_version_id": model_version_id,
+            "probs": prob_row,
+            "predicted": predicted_ids,
+            "confidence": conf,
+        }
+        for item_id, prob_row, predicted_ids, conf in zip(
+            item_ids.tolist(),
+            np.round(probs.astype(np.float64), 6).tolist(),
+            predicted,
+            confidence.tolist(),
+            strict=True,
+        )
+    ]
+    _replace_predictions(db, item_ids.tolist(), rows)
 
 
 def predict_missing(
@@ -571,6 +617,7 @@ def _fit_model(
             folds=CV_FOLDS,
             random_state=seed,
             class_names=rows.class_names,
+            tune_thresholds=project.multi_label,
         )
     )
     cv_seconds = time.perf_counter() - started
@@ -578,6 +625,9 @@ def _fit_model(
     started = time.perf_counter()
     head = new_head().fit(X, y)
     head.classes_ = np.asarray(rows.class_ids, dtype=np.int64)
+    if project.multi_label and metrics.get("thresholds") is not None:
+        # each class's cut where its out-of-fold F1 peaks: rare classes get far from 0.5
+        head.thresholds_ = np.asarray(metrics["thresholds"], dtype=np.float64)
     metrics.update(
         {
             "n_labels": rows.n_usable,
@@ -668,6 +718,9 @@ def train_project(
             if job_id is not None
             else None
         )
+        label_watermark = int(
+            session.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
+        )
         rows = load_labeled_rows(session, project)
         # the random evaluation sample's labels evaluate the model, so they must not train it
         rows, eval_rows = evaluation.split_eval_rows(session, project, rows)
@@ -692,6 +745,8 @@ def train_project(
                 "are being encoded again, train once that job has finished"
             )
         head, metrics = _fit_model(rows, X, project, settings, stages)
+        # the labels this version has seen, for the online updates that follow it
+        metrics["label_watermark"] = label_watermark
         metrics = _json_safe(
             evaluation.add_sample_metrics(
                 metrics, head, eval_rows, settings, project, rows.class_names

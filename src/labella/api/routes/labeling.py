@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.policy import Action, Autolabel, Label, Member, ViewOwnWork
 from labella.api.schemas import (
     AutolabelIn,
     AutolabelOut,
@@ -19,8 +20,8 @@ from labella.api.schemas import (
     QueueItemOut,
     SkipIn,
 )
-from labella.errors import InvalidInput
-from labella.services import autolabel
+from labella.errors import Forbidden, InvalidInput
+from labella.services import accounts, autolabel
 from labella.services import labeling as service
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
@@ -31,16 +32,15 @@ def next_batch(
     project_id: int,
     db: DbDep,
     settings: SettingsDep,
+    member: Label,
     n: Annotated[int, Query(ge=1, le=service.MAX_BATCH, description="Batch size")] = 10,
-    annotator: Annotated[
-        str, Query(min_length=1, max_length=200, description="Who the items are leased to")
-    ] = service.DEFAULT_ANNOTATOR,
 ) -> NextBatchOut:
-    """Lease and return the next items to label, most informative first."""
+    """Lease the next items to label, most informative first, to the signed-in user."""
+    annotator = member.username
     items = service.next_batch(db, settings, project_id, n=n, annotator=annotator)
     return NextBatchOut(
         project_id=project_id,
-        annotator=service.clean_annotator(annotator),
+        annotator=annotator,
         lease_seconds=settings.lease_seconds,
         items=[QueueItemOut.model_validate(item) for item in items],
     )
@@ -50,18 +50,22 @@ def next_batch(
     "/items/{item_id}/label", status_code=status.HTTP_201_CREATED, response_model=LabelResultOut
 )
 def submit_label(
-    project_id: int, item_id: int, body: LabelIn, db: DbDep, worker: WorkerDep
+    project_id: int, item_id: int, body: LabelIn, db: DbDep, worker: WorkerDep, member: Label
 ) -> LabelResultOut:
-    """Label an item (or change its label: the previous one stays in the history)."""
+    """Label an item (or change its label: the previous one stays in the history). Annotators
+    label the items served to them; reviewers, managers and owners any item."""
+    _check_may_answer(db, member, item_id)
     result = service.submit_label(
         db,
         project_id,
         item_id,
         classes=body.classes,
-        annotator=body.annotator,
+        annotator=member.username,
         request_id=body.request_id,
     )
-    if result.training_job_id is not None and worker is not None:
+    if worker is not None:
+        # a label queues an online update (and sometimes a training): start it now, not at the
+        # next poll, so the queue is re-ranked within a second of the label
         worker.wake()
     return LabelResultOut.model_validate(result)
 
@@ -70,27 +74,53 @@ def submit_label(
     "/items/{item_id}/skip", status_code=status.HTTP_201_CREATED, response_model=LabelResultOut
 )
 def skip_item(
-    project_id: int, item_id: int, db: DbDep, body: SkipIn | None = None
+    project_id: int, item_id: int, db: DbDep, member: Label, body: SkipIn | None = None
 ) -> LabelResultOut:
     """Set an item aside; it leaves the queue and the skip is kept in its history."""
     body = body or SkipIn()
+    _check_may_answer(db, member, item_id)
     return LabelResultOut.model_validate(
         service.skip_item(
-            db, project_id, item_id, annotator=body.annotator, request_id=body.request_id
+            db, project_id, item_id, annotator=member.username, request_id=body.request_id
         )
     )
 
 
+def _check_may_answer(db: DbDep, member: Member, item_id: int) -> None:
+    if member.may(Action.CHANGE_LABELS):
+        return
+    if not accounts.item_served_to(db, member.project_id, item_id, member.username):
+        raise Forbidden(
+            f"item {item_id} was not served to you: as {member.role.value} you label the items "
+            "/next gives you (changing other items needs permission 'change_labels')",
+            details={"permission": Action.CHANGE_LABELS.value, "role": member.role.value},
+        )
+
+
 @router.get("/items/{item_id}", response_model=ItemHistoryOut)
-def item_history(project_id: int, item_id: int, db: DbDep) -> ItemHistoryOut:
-    """An item with its current label, its full label history and the model's prediction."""
-    return ItemHistoryOut.model_validate(service.item_history(db, project_id, item_id))
+def item_history(project_id: int, item_id: int, db: DbDep, member: ViewOwnWork) -> ItemHistoryOut:
+    """An item with its current label, its full label history and the model's prediction.
+    Annotators see the items served to them; other roles any item."""
+    if not member.may(Action.BROWSE_ITEMS) and not accounts.item_served_to(
+        db, project_id, item_id, member.username
+    ):
+        raise Forbidden(
+            f"item {item_id} was not served to you (seeing any item needs permission "
+            "'browse_items')",
+            details={"permission": Action.BROWSE_ITEMS.value, "role": member.role.value},
+        )
+    # without browse_items, of the overlap answers only one's own (services.assignment)
+    only_answers_of = None if member.may(Action.BROWSE_ITEMS) else member.username
+    return ItemHistoryOut.model_validate(
+        service.item_history(db, project_id, item_id, only_answers_of=only_answers_of)
+    )
 
 
 @router.get("/autolabel/preview", response_model=AutolabelPreviewOut | PrecisionPreviewOut)
 def autolabel_preview(
     project_id: int,
     db: DbDep,
+    member: Autolabel,
     threshold: Annotated[
         float | None, Query(description="Minimum predicted probability, in (0, 1]")
     ] = None,
@@ -114,11 +144,17 @@ def autolabel_preview(
 
 
 @router.post("/autolabel", response_model=AutolabelOut)
-def autolabel_apply(project_id: int, body: AutolabelIn, db: DbDep) -> AutolabelOut:
+def autolabel_apply(
+    project_id: int, body: AutolabelIn, db: DbDep, member: Autolabel
+) -> AutolabelOut:
     """Label every unlabeled item whose prediction clears the threshold (as ``model`` labels)."""
     if body.target_precision is not None:
         return AutolabelOut.model_validate(
-            autolabel.apply_precision(db, project_id, target_precision=body.target_precision)
+            autolabel.apply_precision(
+                db, project_id, target_precision=body.target_precision, actor=member.username
+            )
         )
     assert body.threshold is not None  # the schema requires exactly one of the two
-    return AutolabelOut.model_validate(autolabel.apply(db, project_id, threshold=body.threshold))
+    return AutolabelOut.model_validate(
+        autolabel.apply(db, project_id, threshold=body.threshold, actor=member.username)
+    )
