@@ -303,7 +303,7 @@ def plant_versions(
 
 
 def test_stopping_signal_fires_on_a_plateau(db: Database, make_project: Callable[..., Any]) -> None:
-    pid = make_project().id
+    pid = make_project(cost_per_label=0.35).id
     add_items(db, pid, 50)
     plant_versions(
         db, pid, [(100, 0.80), (200, 0.900), (300, 0.902), (400, 0.903)], agreement=0.995
@@ -313,6 +313,7 @@ def test_stopping_signal_fires_on_a_plateau(db: Database, make_project: Callable
     assert signal.metric == evaluation.EVAL_METHOD
     assert signal.gain_per_100_labels == pytest.approx(0.15)
     assert signal.estimated_labels_saved == 50
+    assert signal.estimated_cost_saved == pytest.approx(17.5)  # 50 labels at 0.35
 
 
 def test_stopping_signal_stays_off_while_accuracy_rises(
@@ -325,6 +326,7 @@ def test_stopping_signal_stays_off_while_accuracy_rises(
     assert not signal.stop
     assert signal.gain_per_100_labels == pytest.approx(8.0)
     assert signal.estimated_labels_saved == 0
+    assert signal.estimated_cost_saved is None  # no cost per label set
 
 
 def test_stopping_signal_waits_for_stable_predictions(
@@ -356,3 +358,19 @@ def test_held_out_eval_labels_do_not_make_every_label_retrain(
     ]
     # 80 labels < 70 seen + 50; counting only the 10 trained on would have retrained at 60
     assert jobs == [None] * 80
+
+
+def test_overlapped_items_someone_answered_stay_out_of_the_sample(
+    db: Database, settings: Settings, make_project: Callable[..., Any]
+) -> None:
+    from labella.services import projects
+
+    project = make_project()
+    projects.update_project(db, project.id, overlap=2)
+    items = add_items(db, project.id, 6)
+    answered = items[0]
+    labeling.submit_label(db, project.id, answered, classes=["positive"], annotator="u1")
+    evaluation.draw_eval_sample(db, settings, project.id, size=6)
+    with db.reader() as session:
+        sample = set(session.scalars(select(Item.id).where(Item.eval_sample.is_(True))))
+    assert sample == set(items) - {answered}

@@ -35,9 +35,19 @@ class ProjectCreate(BaseModel):
     multi_label: bool = False
     classes: list[ClassIn | str] = Field(min_length=1)
     description: str = ""
-    strategy: str = "margin"
+    strategy: str | None = Field(
+        default=None, description="Query strategy; default cluster_margin (ml_margin multi-label)"
+    )
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     retrain_every: int = Field(default=50, ge=1)
+    online_update_every: int = Field(default=1, ge=0, le=10_000)
+    cost_per_label: float = Field(default=0.0, ge=0)
+    encoder: str | None = Field(
+        default=None,
+        max_length=100,
+        description="A registered encoder for the kind (plug-ins included); default "
+        "all-MiniLM-L6-v2 for texts, efficientnet-lite0 for images",
+    )
 
 
 class ProjectPatch(BaseModel):
@@ -45,6 +55,17 @@ class ProjectPatch(BaseModel):
     strategy: str | None = None
     strategy_params: dict[str, Any] | None = None
     retrain_every: int | None = Field(default=None, ge=1)
+    online_update_every: int | None = Field(default=None, ge=0, le=10_000)
+    cost_per_label: float | None = Field(default=None, ge=0)
+    overlap: int | None = Field(
+        default=None, ge=1, le=20, description="Annotators per overlapped item; 1: no overlap"
+    )
+    overlap_share: float | None = Field(
+        default=None, ge=0, le=1, description="Share of the items that overlap"
+    )
+    review_sample_share: float | None = Field(
+        default=None, ge=0, le=1, description="Share of each annotator's labels sent to review"
+    )
 
 
 class ProjectOut(BaseModel):
@@ -59,6 +80,11 @@ class ProjectOut(BaseModel):
     encoder: str
     head: str
     retrain_every: int
+    online_update_every: int
+    cost_per_label: float
+    overlap: int
+    overlap_share: float
+    review_sample_share: float
     created_at: datetime
     classes: list[ClassOut]
 
@@ -159,14 +185,26 @@ class LabelIn(BaseModel):
     classes: list[int | str] = Field(
         description="Class ids (numbers) or names (strings); exactly one for a single-label project"
     )
-    annotator: str = Field(default="anonymous", min_length=1, max_length=200)
+    annotator: str = Field(
+        default="anonymous",
+        min_length=1,
+        max_length=200,
+        deprecated=True,
+        description="Ignored: the signed-in user is the annotator",
+    )
     request_id: str | None = Field(
         default=None, min_length=1, max_length=64, description=_REQUEST_ID
     )
 
 
 class SkipIn(BaseModel):
-    annotator: str = Field(default="anonymous", min_length=1, max_length=200)
+    annotator: str = Field(
+        default="anonymous",
+        min_length=1,
+        max_length=200,
+        deprecated=True,
+        description="Ignored: the signed-in user is the annotator",
+    )
     request_id: str | None = Field(
         default=None, min_length=1, max_length=64, description=_REQUEST_ID
     )
@@ -185,6 +223,16 @@ class LabelOut(BaseModel):
     is_current: bool
     created_at: datetime
     superseded_at: datetime | None
+    kind: str = Field(
+        default="label",
+        description="'label' (the item's label) or 'answer' (one annotator's answer to an "
+        "overlapped item; the label is decided from the answers)",
+    )
+    decided_by: str | None = Field(
+        default=None,
+        description="How a label made from several answers was decided: consensus, majority "
+        "or reviewer; null for one source's own label",
+    )
 
 
 class LabelResultOut(BaseModel):
@@ -342,22 +390,40 @@ class QueuePreviewOut(BaseModel):
     lease_until: datetime | None
 
 
+class AnswerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    annotator: str
+    classes: list[ClassRefOut]
+    skipped: bool
+    created_at: datetime
+
+
 class ReviewFlagOut(BaseModel):
-    """A human label the model confidently disagrees with (label QA), and how it was resolved."""
+    """An entry of the review queue, and how it was resolved."""
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    kind: str = Field(description="suspect_label, disagreement or work_sample")
     item_id: int
     text: str | None
     external_id: str | None
     media_uri: str | None
-    label_id: int
+    item_status: str
+    label_id: int | None = Field(
+        description="The label in question; null for a disagreement without a majority"
+    )
     label_classes: list[ClassRefOut] = Field(description="The flagged label's classes")
-    annotator: str | None
+    label_skipped: bool
+    annotator: str | None = Field(description="Who gave the label in question (null: decided)")
+    decided_by: str | None = Field(description="How the label in question was decided")
     suggested_class: ClassRefOut | None = Field(description="The class the model believes")
-    score: float = Field(description="Suspicion: 1 - p(given label), out of fold; higher first")
+    score: float = Field(
+        description="Higher first: suspicion 1 - p(given label) for suspect labels, "
+        "1 - share of the most common answer for disagreements, 0 for work samples"
+    )
     model_version_id: int | None
-    status: str = Field(description="open, kept or changed")
+    answers: list[AnswerOut] = Field(description="The annotators' answers (disagreements)")
+    status: str = Field(description="open, kept (approved) or changed")
     created_at: datetime
     resolved_at: datetime | None
     resolved_by: str | None
@@ -366,15 +432,24 @@ class ReviewFlagOut(BaseModel):
 
 class ReviewQueueOut(BaseModel):
     project_id: int
+    counts: dict[str, int] = Field(description="Open entries per kind")
     flags: list[ReviewFlagOut]
 
 
 class ReviewIn(BaseModel):
-    action: str = Field(description="'keep' the flagged label or 'change' it")
+    action: str = Field(
+        description="'approve' (or 'keep') the label in question, or 'change' it to `classes`"
+    )
     classes: list[int | str] | None = Field(
         default=None, description="The new label's class ids or names (action 'change' only)"
     )
-    reviewer: str = Field(default="anonymous", min_length=1, max_length=200)
+    reviewer: str = Field(
+        default="anonymous",
+        min_length=1,
+        max_length=200,
+        deprecated=True,
+        description="Ignored: the signed-in user is the reviewer",
+    )
 
 
 # -- honest evaluation, calibrated auto-label, stopping -------------------------------------------
@@ -409,4 +484,225 @@ class StoppingOut(BaseModel):
     agreement_with_previous: float | None
     labels: int
     estimated_labels_saved: int
+    cost_per_label: float = Field(description="The project's cost of one human label (0: unset)")
+    estimated_cost_saved: float | None = Field(
+        description="estimated_labels_saved x cost_per_label; None when no cost is set"
+    )
     metric: str = Field(description="Which accuracy the trend uses")
+
+
+class AutolabelAuditIn(BaseModel):
+    size: int = Field(ge=1, le=10_000, description="Auto-labeled items the audit should hold")
+
+
+class AutolabelAuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    project_id: int
+    auto_labeled: int = Field(description="Items whose current label is the model's")
+    queued: int = Field(description="Audit items waiting for a human")
+    checked: int = Field(description="Audit items a human has labeled")
+    agreed: int = Field(description="Of those, the human gave the model's classes")
+    precision: float | None = Field(description="Measured precision of the auto-labels")
+    ci_low: float
+    ci_high: float
+    drawn: int = 0
+
+
+# -- accounts, members and the audit log ----------------------------------------------------------
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    created_at: datetime
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    via: str = Field(description="How this request signed in: session or token")
+    csrf_token: str | None = Field(
+        description="Send as X-CSRF-Token with every POST/PUT/PATCH/DELETE signed in by the "
+        "session cookie (null for API tokens, which need none)"
+    )
+    roles: dict[int, str] = Field(description="project id -> your role there")
+    permissions: dict[str, list[str]] = Field(description="role -> the permissions it grants")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1000)
+    is_admin: bool = False
+
+
+class UserPatch(BaseModel):
+    is_active: bool | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(min_length=1, max_length=1000)
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(
+        min_length=1, max_length=200, description="What uses it, e.g. 'nightly export'"
+    )
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    name: str
+    prefix: str = Field(description="The secret's first characters, to recognise it")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreatedOut(TokenOut):
+    secret: str = Field(description="Shown this once; send as 'Authorization: Bearer <secret>'")
+
+
+class MemberIn(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    role: str = Field(description="owner, manager, reviewer or annotator")
+
+
+class MemberPatch(BaseModel):
+    role: str = Field(description="owner, manager, reviewer or annotator")
+
+
+class MemberOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    project_id: int
+    user_id: int
+    username: str
+    role: str
+    created_at: datetime
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    at: datetime
+    actor: str
+    action: str
+    project_id: int | None
+    item_id: int | None
+    detail: dict[str, Any]
+    event_id: int | None = Field(default=None, description="The audit event's id (paging)")
+    label_id: int | None = Field(default=None, description="For label entries: the label's id")
+
+
+class AuditPageOut(BaseModel):
+    events: list[AuditEventOut]
+    next_before_id: int | None = Field(description="Give as before_id for the next (older) page")
+
+
+# -- images (import report, folder import) ---------------------------------------------------------
+class SkippedImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str = Field(description="The file as the source names it (relative path, zip member)")
+    reason: str
+
+
+class ImageDuplicateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    duplicate_of: str = Field(description="'file': earlier in this import; 'project': already in")
+    first_name: str | None
+    item_id: int | None
+
+
+class ImageImportReportOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    import_id: int
+    project_id: int
+    source: str
+    format: str = Field(description="folder, zip, csv, tsv, jsonl or upload")
+    images_found: int
+    items_created: int
+    labels_created: int = Field(description="Labels imported as human labels")
+    duplicates: int = Field(description="Images skipped because the same bytes are already there")
+    duplicate_examples: list[ImageDuplicateOut]
+    skipped: int = Field(description="Bad images skipped (corrupt, unsupported, unsafe path, ...)")
+    skipped_examples: list[SkippedImageOut] = Field(description="The first 100, with the reason")
+    other_files: int = Field(description="Files that are not images, ignored")
+    stored: int = Field(description="Images copied into the media store (uploads, zip members)")
+    referenced: int = Field(description="Images referenced in place on the server's disk")
+    thumbnails_made: int
+    labels_from: str | None
+    bytes_read: int
+    seconds: float
+    encode_job_id: int | None = Field(description="The job that embeds the new items")
+
+
+class FolderImportIn(BaseModel):
+    path: str = Field(
+        min_length=1,
+        description="A folder on the server, inside LABELLA_IMPORT_ROOTS or the data dir",
+    )
+    labels_from_folders: bool = Field(
+        default=True, description="Top-level subfolders name the class of the images in them"
+    )
+
+
+# -- agreement and the annotator dashboard --------------------------------------------------------
+class PairAgreementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    annotator_a: str
+    annotator_b: str
+    items: int = Field(description="Items both answered (skips left out)")
+    percent_agreement: float | None
+    cohen_kappa: float | None = Field(description="Null when undefined (one class only)")
+
+
+class ProjectAgreementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    project_id: int
+    multi_label: bool = Field(
+        description="Kappa and alpha are then per-class means; percent agreement compares the "
+        "whole class sets"
+    )
+    items: int = Field(description="Items with at least two answers (skips left out)")
+    annotators: int
+    answers: int
+    percent_agreement: float | None
+    fleiss_kappa: float | None
+    krippendorff_alpha: float | None = Field(description="Nominal, missing answers allowed")
+    pairs: list[PairAgreementOut]
+    decided_by: dict[str, int] = Field(
+        description="Current labels made from answers, by how they were decided"
+    )
+    in_review: int = Field(description="Items waiting for a reviewer (no majority)")
+
+
+class AnnotatorStatsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    annotator: str
+    labels: int = Field(description="Labels and overlap answers given (skips not counted)")
+    skips: int
+    recent_labels: int = Field(description="Labels in the window")
+    active_hours: float = Field(description="Labeling time in the window, long pauses left out")
+    labels_per_hour: float | None = Field(description="Pace while labeling, over the window")
+    last_active: datetime | None
+    shared_items: int = Field(description="Overlapped items they and someone else answered")
+    agreement_with_others: float | None
+    kappa_with_others: float | None
+    reviewed: int = Field(description="Review decisions about their labels or answers")
+    agreement_with_review: float | None = Field(
+        description="Share of those decisions that sided with them"
+    )
+
+
+class AnnotatorDashboardOut(BaseModel):
+    project_id: int
+    window_hours: float
+    annotators: list[AnnotatorStatsOut]

@@ -29,14 +29,21 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, Select, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
 from labella.errors import InvalidInput
 from labella.storage import repositories as repo
 from labella.storage.db import Database
-from labella.storage.models import Item, ItemStatus, ModelVersion, Prediction, Project
+from labella.storage.models import (
+    Item,
+    ItemAssignment,
+    ItemStatus,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 
 if TYPE_CHECKING:
     from labella.services.training import LabeledRows
@@ -77,7 +84,9 @@ def wilson_interval(successes: int, n: int, *, z: float = _Z95) -> tuple[float, 
 # -- the sample -----------------------------------------------------------------------------------
 
 
-def draw_eval_sample(db: Database, settings: Settings, project_id: int, *, size: int) -> int:
+def draw_eval_sample(
+    db: Database, settings: Settings, project_id: int, *, size: int, actor: str | None = None
+) -> int:
     """Mark unlabeled items of the project, drawn uniformly at random, as the evaluation sample
     until it holds ``size`` items (labeled ones included); returns how many were newly drawn.
 
@@ -107,6 +116,9 @@ def draw_eval_sample(db: Database, settings: Settings, project_id: int, *, size:
                     Item.project_id == project_id,
                     Item.status == ItemStatus.UNLABELED.value,
                     Item.eval_sample.is_(False),
+                    # an overlapped item some annotators hold or answered stays theirs: as an
+                    # evaluation item it would be served again to one who already answered
+                    ~exists().where(ItemAssignment.item_id == Item.id),
                 )
                 .order_by(Item.id)
             ).all(),
@@ -122,6 +134,16 @@ def draw_eval_sample(db: Database, settings: Settings, project_id: int, *, size:
                 .where(Item.id.in_(chosen[start : start + _IN_BATCH]))
                 .values(eval_sample=True, random_key=Item.random_key + EVAL_KEY_OFFSET)
                 .execution_options(synchronize_session=False)
+            )
+        if actor is not None:  # a person's request; the automatic top-up after training is not
+            from labella.services import audit
+
+            audit.record(
+                session,
+                actor=actor,
+                action="eval_sample.draw",
+                project_id=project_id,
+                detail={"size": size, "drawn": len(chosen)},
             )
         return len(chosen)
 
@@ -406,6 +428,9 @@ class StoppingSignal:
     estimated_labels_saved: int
     """Unlabeled items nobody needs to label if labeling stops now (0 when it should go on)."""
     metric: str
+    cost_per_label: float = 0.0
+    estimated_cost_saved: float | None = None
+    """``estimated_labels_saved`` at the project's cost per label (None when it is not set)."""
 
 
 def stopping_signal(
@@ -428,7 +453,7 @@ def stopping_signal(
     if window < 2:
         raise InvalidInput(f"window must be at least 2, got {window}")
     with db.reader() as session:
-        repo.get_project(session, project_id)
+        cost_per_label = float(repo.get_project(session, project_id).cost_per_label or 0.0)
         versions = list(
             session.scalars(
                 select(ModelVersion)
@@ -449,14 +474,17 @@ def stopping_signal(
     agreement = (recent[-1].metrics or {}).get("agreement_with_previous") if recent else None
 
     def signal(stop: bool, reason: str, gain: float | None, metric: str) -> StoppingSignal:
+        saved = unlabeled if stop else 0
         return StoppingSignal(
             stop=stop,
             reason=reason,
             gain_per_100_labels=None if gain is None else round(gain, 4),
             agreement_with_previous=agreement,
             labels=labels,
-            estimated_labels_saved=unlabeled if stop else 0,
+            estimated_labels_saved=saved,
             metric=metric,
+            cost_per_label=cost_per_label,
+            estimated_cost_saved=round(saved * cost_per_label, 2) if cost_per_label > 0 else None,
         )
 
     if len(recent) < 2:

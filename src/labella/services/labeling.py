@@ -41,6 +41,7 @@ from labella.storage.models import (
 
 MAX_BATCH = 500
 EVAL_REASON = "evaluation sample (random)"  # services.evaluation.EVAL_REASON (no import cycle)
+AUDIT_REASON = "auto-label audit (random)"  # services.autolabel_audit.AUDIT_REASON
 DEFAULT_ANNOTATOR = "anonymous"
 _ANNOTATOR_MAX_CHARS = 200
 
@@ -97,6 +98,10 @@ class LabelView:
     is_current: bool
     created_at: datetime
     superseded_at: datetime | None
+    # "label" or an overlap "answer" (services.assignment), and how a label made from several
+    # answers was decided (consensus, majority, reviewer; None for one source's own label)
+    kind: str = "label"
+    decided_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,14 +164,37 @@ def next_batch(
         strategy = session.scalar(select(Project.strategy).where(Project.id == project_id))
         if strategy is None:
             raise NotFound(f"project {project_id} does not exist")
-        picked = _pick_queue_ids(
-            session, project_id, n=n, annotator=annotator, now=now, eval_every=settings.eval_every
-        )
+        # overlap (services.assignment): several annotators per item, leased per annotator
+        from labella.services import assignment
+
+        overlap = assignment.project_overlap(session, project_id)
+        if overlap is not None:
+            picked = assignment.lease_next(
+                session,
+                overlap,
+                n=n,
+                annotator=annotator,
+                now=now,
+                lease_until=lease_until,
+                eval_every=settings.eval_every,
+            )
+        else:
+            picked = _pick_queue_ids(
+                session,
+                project_id,
+                n=n,
+                annotator=annotator,
+                now=now,
+                eval_every=settings.eval_every,
+            )
         ids = [item_id for item_id, _ in picked]
         if not ids:
             return []
-        # one UPDATE leases the whole batch (and renews the annotator's own leases)
-        session.execute(_LEASE, {"ids": ids, "lease_until": lease_until, "leased_by": annotator})
+        if overlap is None:
+            # one UPDATE leases the whole batch (and renews the annotator's own leases)
+            session.execute(
+                _LEASE, {"ids": ids, "lease_until": lease_until, "leased_by": annotator}
+            )
         rows = {row.id: row for row in session.execute(_QUEUE_ROWS, {"ids": ids})}
         classes = _Classes.load(session, project_id)
         head_classes = _head_classes(
@@ -191,9 +219,17 @@ def _pick_queue_ids(
     eval_every: int = 0,
 ) -> list[tuple[int, bool]]:
     """(item id, already leased to this annotator) for the first ``n`` servable items; every
-    ``eval_every``-th slot goes to the random evaluation sample (services.evaluation)."""
-    ranked, unranked = queue_queries(session.get_bind().dialect.name)
+    ``eval_every``-th slot goes to the random evaluation sample (services.evaluation). Pending
+    auto-label audit items (services.autolabel_audit) come first: the user asked for them."""
+    from labella.services.autolabel_audit import audit_query
+
+    dialect = session.get_bind().dialect.name
+    ranked, unranked = queue_queries(dialect)
     params: dict[str, Any] = {"project_id": project_id, "annotator": annotator, "now": now}
+    audit = _fetch_pick(session, audit_query(dialect), {**params, "limit": n})
+    if len(audit) >= n:
+        return audit
+    n -= len(audit)
     picked = _fetch_pick(session, ranked, {**params, "limit": n})
     if len(picked) < n:
         picked += _fetch_pick(session, unranked, {**params, "limit": n - len(picked)})
@@ -203,7 +239,7 @@ def _pick_queue_ids(
         picked = interleave_eval_items(
             session, project_id, picked, n=n, every=eval_every, params=params
         )
-    return picked
+    return audit + picked
 
 
 def _fetch_pick(session: Session, query: Select, params: dict[str, Any]) -> list[tuple[int, bool]]:
@@ -269,6 +305,7 @@ _QUEUE_ROWS = (
         Item.priority_reason,
         Item.embedded,
         Item.eval_sample,
+        Item.audit_sample,
         Prediction.probs,
         Prediction.predicted,
         Prediction.confidence,
@@ -300,6 +337,8 @@ def _queue_item(
         priority=row.priority,
         reason=EVAL_REASON
         if row.eval_sample
+        else AUDIT_REASON
+        if row.audit_sample
         else _serving_reason(strategy, row.priority, row.priority_reason, row.embedded, prediction),
         prediction=prediction,
         lease_until=lease_until,
@@ -381,6 +420,27 @@ def _record_answer(
         replayed = _replayed_result(session, project, item, request_id)
         if replayed is not None:
             return replayed
+        # overlap (services.assignment): the answer is one of several that decide the label
+        from labella.services import assignment
+
+        if assignment.takes_answer(session, project, item, annotator):
+            outcome = assignment.record_answer(
+                session,
+                project,
+                item,
+                classes=resolved if classes is not None else None,
+                annotator=annotator,
+                request_id=request_id,
+            )
+            decided = outcome.decided
+            job = None
+            if decided is not None and not decided.skipped:
+                job = maybe_schedule_training(session, project)
+            return LabelResult(
+                label=_label_view(outcome.answer, _Classes.of(project), None),
+                item_status=outcome.item_status,
+                training_job_id=job.id if job is not None else None,
+            )
         label = _replace_current_label(
             session,
             item,
@@ -397,6 +457,11 @@ def _record_answer(
         )
         # skips teach the model nothing, so only labels count towards a retrain
         job = maybe_schedule_training(session, project) if classes is not None else None
+        if classes is not None:
+            # a random share of each annotator's labels goes to review (services.review)
+            from labella.services.review import maybe_sample_work
+
+            maybe_sample_work(session, project, label)
         return LabelResult(
             label=_label_view(label, _Classes.of(project), None),
             item_status=item.status,
@@ -404,18 +469,28 @@ def _record_answer(
         )
 
 
-def item_history(db: Database, project_id: int, item_id: int) -> ItemHistory:
-    """The item, its current label, every label it ever had (newest first) and its prediction."""
+def item_history(
+    db: Database, project_id: int, item_id: int, *, only_answers_of: str | None = None
+) -> ItemHistory:
+    """The item, its current label, every label it ever had (newest first) and its prediction.
+
+    ``only_answers_of``: show of the overlap answers only this annotator's (an annotator's view:
+    nobody sees the others' answers, services.assignment)."""
+    from labella.services.assignment import visible_answer_filter
+
     with db.reader() as session:
         project = repo.get_project(session, project_id)
         item = repo.get_item(session, project_id, item_id)
         classes = _Classes.of(project)
-        rows = session.execute(
+        query = (
             select(Label, ModelVersion.version)
             .outerjoin(ModelVersion, ModelVersion.id == Label.model_version_id)
             .where(Label.item_id == item.id)
             .order_by(Label.id.desc())
-        ).all()
+        )
+        if only_answers_of is not None:
+            query = query.where(visible_answer_filter(only_answers_of))
+        rows = session.execute(query).all()
         labels = [_label_view(label, classes, version) for label, version in rows]
         prediction_row = session.execute(
             select(
@@ -608,6 +683,8 @@ def _label_view(label: Label, classes: _Classes, version: int | None) -> LabelVi
         is_current=label.is_current,
         created_at=as_utc(label.created_at),
         superseded_at=as_utc(label.superseded_at) if label.superseded_at else None,
+        kind=label.kind or "label",
+        decided_by=label.decided_by,
     )
 
 
