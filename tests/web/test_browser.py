@@ -196,7 +196,7 @@ def test_create_upload_label_train_autolabel_export(
 
     # -- auto-label: the preview's count, then confirm ---------------------------------------------
     page.locator("#threshold").fill("0.34")  # above 1/3: every prediction of 3 classes clears it
-    page.get_by_role("button", name="Preview").click()
+    page.locator("#autolabel-form").get_by_role("button", name="Preview").click()
     summary = page.locator("#autolabel-summary")
     expect(summary).to_contain_text("would label")
     would = int(re.search(r"would label (\d+) item", summary.inner_text()).group(1))  # type: ignore[union-attr]

@@ -55,7 +55,8 @@ async function refreshStatus() {
 }
 
 async function refreshJobs() {
-  const list = await api(`${base}/jobs`, { query: { limit: 8 } });
+  // online updates run after every label: the trust panel sums them up instead
+  const list = await api(`${base}/jobs`, { query: { limit: 8, exclude_kind: "online_update" } });
   const shown = list.filter((job, i) => isActive(job) || i < 4);
   jobs.render(shown);
   let finished = false;
@@ -301,10 +302,20 @@ $("import-form").addEventListener("submit", async (event) => {
     return;
   }
   const data = new FormData();
-  data.append("file", file, file.name);
-  for (const name of ["text_field", "label_field", "id_field", "format"]) {
-    const value = form.elements[name].value.trim();
-    if (value) data.append(name, value);
+  const images = project.kind === "image_classification";
+  if (images) {
+    // images, zips and listings go to the image import, every chosen file in one request
+    for (const chosen of $("import-file").files) data.append("files", chosen, chosen.name);
+    for (const name of ["label_field", "id_field"]) {
+      const value = form.elements[name].value.trim();
+      if (value) data.append(name, value);
+    }
+  } else {
+    data.append("file", file, file.name);
+    for (const name of ["text_field", "label_field", "id_field", "format"]) {
+      const value = form.elements[name].value.trim();
+      if (value) data.append(name, value);
+    }
   }
   const bar = $("import-progress");
   const label = $("import-progress-label");
@@ -313,7 +324,7 @@ $("import-form").addEventListener("submit", async (event) => {
   $("import-progress-box").hidden = false;
   $("import-submit").disabled = true;
   try {
-    const report = await upload(`${base}/imports`, data, {
+    const report = await upload(`${base}/${images ? "images" : "imports"}`, data, {
       onProgress: (loaded, total) => {
         bar.value = Math.round((loaded / total) * 100);
         if (loaded >= total) {
@@ -341,6 +352,10 @@ function showReport(report) {
   if (report.labels_created) parts.push(`${fmtInt(report.labels_created)} labels`);
   if (report.duplicates) parts.push(`${fmtInt(report.duplicates)} duplicates skipped`);
   if (report.empty_rows) parts.push(`${fmtInt(report.empty_rows)} empty rows skipped`);
+  if (report.skipped) {
+    const names = report.skipped_examples.slice(0, 5).map((s) => `${s.name} (${s.reason})`).join("; ");
+    parts.push(`${fmtInt(report.skipped)} bad images skipped: ${names}${report.skipped > 5 ? "; …" : ""}`);
+  }
   const box = clear($("import-result"));
   box.append(
     el(
