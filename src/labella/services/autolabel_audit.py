@@ -17,8 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numpy as np
-from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
@@ -29,7 +28,6 @@ from labella.storage.models import Item, ItemStatus, Label, LabelSource, LabelVa
 
 AUDIT_REASON = "auto-label audit (random)"
 MAX_AUDIT_SIZE = 10_000
-_IN_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -67,34 +65,22 @@ def queue_audit(
             )
             or 0
         )
-        pool = np.asarray(
-            session.scalars(
-                select(Item.id)
-                .where(
-                    Item.project_id == project_id,
-                    Item.status == ItemStatus.AUTO.value,
-                    Item.audit_sample.is_(False),
-                )
-                .order_by(Item.id)
-            ).all(),
-            dtype=np.int64,
+        candidates = select(Item.id).where(
+            Item.project_id == project_id,
+            Item.status == ItemStatus.AUTO.value,
+            Item.audit_sample.is_(False),
         )
-        if have == 0 and len(pool) == 0:
+        if have == 0 and session.scalar(candidates.limit(1)) is None:
             raise InvalidInput(
                 "nothing to audit: no item carries an auto-label; run an auto-label first"
             )
-        need = max(0, min(size - have, len(pool)))
-        chosen: list[int] = []
-        if need:
-            rng = np.random.default_rng([settings.random_seed, project_id, have, 0xA0D17])
-            chosen = np.sort(rng.choice(pool, size=need, replace=False)).tolist()
-        for start in range(0, len(chosen), _IN_BATCH):
-            session.execute(
-                update(Item)
-                .where(Item.id.in_(chosen[start : start + _IN_BATCH]))
-                .values(audit_sample=True)
-                .execution_options(synchronize_session=False)
-            )
+        chosen = repo.mark_random_items(
+            session,
+            candidates,
+            need=size - have,
+            seed=[settings.random_seed, project_id, have, 0xA0D17],
+            values={"audit_sample": True},
+        )
         from labella.services import audit
 
         audit.record(

@@ -109,32 +109,23 @@ def draw_eval_sample(
         need = size - have
         if need <= 0:
             return 0
-        pool = np.asarray(
-            session.scalars(
-                select(Item.id)
-                .where(
-                    Item.project_id == project_id,
-                    Item.status == ItemStatus.UNLABELED.value,
-                    Item.eval_sample.is_(False),
-                    # an overlapped item some annotators hold or answered stays theirs: as an
-                    # evaluation item it would be served again to one who already answered
-                    ~exists().where(ItemAssignment.item_id == Item.id),
-                )
-                .order_by(Item.id)
-            ).all(),
-            dtype=np.int64,
+        candidates = select(Item.id).where(
+            Item.project_id == project_id,
+            Item.status == ItemStatus.UNLABELED.value,
+            Item.eval_sample.is_(False),
+            # an overlapped item some annotators hold or answered stays theirs: as an
+            # evaluation item it would be served again to one who already answered
+            ~exists().where(ItemAssignment.item_id == Item.id),
         )
-        if len(pool) == 0:
+        chosen = repo.mark_random_items(
+            session,
+            candidates,
+            need=need,
+            seed=[settings.random_seed, project_id, have],
+            values={"eval_sample": True, "random_key": Item.random_key + EVAL_KEY_OFFSET},
+        )
+        if not chosen:
             return 0
-        rng = np.random.default_rng([settings.random_seed, project_id, have])
-        chosen = np.sort(rng.choice(pool, size=min(need, len(pool)), replace=False)).tolist()
-        for start in range(0, len(chosen), _IN_BATCH):
-            session.execute(
-                update(Item)
-                .where(Item.id.in_(chosen[start : start + _IN_BATCH]))
-                .values(eval_sample=True, random_key=Item.random_key + EVAL_KEY_OFFSET)
-                .execution_options(synchronize_session=False)
-            )
         if actor is not None:  # a person's request; the automatic top-up after training is not
             from labella.services import audit
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from labella.errors import NotFound
@@ -72,3 +75,27 @@ def latest_model_version(session: Session, project_id: int) -> ModelVersion | No
         .order_by(ModelVersion.version.desc())
         .limit(1)
     )
+
+
+_MARK_BATCH = 500
+
+
+def mark_random_items(
+    session: Session, candidates: Select[Any], *, need: int, seed: list[int], values: dict[str, Any]
+) -> list[int]:
+    """Draw ``need`` of the item ids ``candidates`` selects (all of them when fewer), uniformly at
+    random with ``seed``, update those items with ``values``, and return their ids. The draw is
+    over the ids in id order, so the same seed and candidates give the same items."""
+    pool = np.asarray(session.scalars(candidates.order_by(Item.id)).all(), dtype=np.int64)
+    if need <= 0 or len(pool) == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(pool, size=min(need, len(pool)), replace=False)).tolist()
+    for start in range(0, len(chosen), _MARK_BATCH):
+        session.execute(
+            update(Item)
+            .where(Item.id.in_(chosen[start : start + _MARK_BATCH]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return [int(item_id) for item_id in chosen]
