@@ -327,6 +327,18 @@ def test_stopping_signal_stays_off_while_accuracy_rises(
     assert signal.gain_per_100_labels == pytest.approx(8.0)
     assert signal.estimated_labels_saved == 0
     assert signal.estimated_cost_saved is None  # no cost per label set
+    assert "still rises by 8.00 points per 100 labels" in signal.reason
+
+
+def test_a_rise_over_few_labels_is_told_as_it_is(
+    db: Database, make_project: Callable[..., Any]
+) -> None:
+    pid = make_project().id
+    add_items(db, pid, 50)
+    plant_versions(db, pid, [(10, 0.40), (20, 0.80), (30, 1.0)], agreement=0.9)
+    signal = evaluation.stopping_signal(db, pid)
+    assert not signal.stop
+    assert "rose 60.0 points over the last 20 labels" in signal.reason  # not "300 per 100"
 
 
 def test_stopping_signal_waits_for_stable_predictions(

@@ -408,6 +408,19 @@ def record_agreement(
 # -- stopping -------------------------------------------------------------------------------------
 
 
+def _rising(points: float, added: int, gain: float, min_gain_points: float) -> str:
+    """Why to go on; over fewer than 100 labels the raw rise reads better than a per-100 rate
+    extrapolated from it (40 points over 20 labels is not "200 points per 100 labels")."""
+    if added < 100:
+        return (
+            f"accuracy rose {points * 100:.1f} points over the last {added} labels "
+            f"(stop below {min_gain_points:g} points per 100 labels)"
+        )
+    return (
+        f"accuracy still rises by {gain:.2f} points per 100 labels (stop below {min_gain_points:g})"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class StoppingSignal:
     stop: bool
@@ -497,8 +510,7 @@ def stopping_signal(
     if gain >= min_gain_points:
         return signal(
             False,
-            f"accuracy still rises by {gain:.2f} points per 100 labels "
-            f"(stop below {min_gain_points:g})",
+            _rising(accuracies[-1] - accuracies[0], added, gain, min_gain_points),
             gain,
             metric,
         )

@@ -57,11 +57,19 @@ async function refreshStopping() {
 
 // -- online updates -------------------------------------------------------------------------------
 async function refreshOnline() {
-  const jobs = await api(`${base}/jobs`, { query: { limit: 20, kind: "online_update" } });
+  const [jobs, status] = await Promise.all([
+    api(`${base}/jobs`, { query: { limit: 20, kind: "online_update" } }),
+    api(`${base}/status`),
+  ]);
   const last = jobs.find((job) => job.status === "succeeded" && job.result && job.result.applied);
+  const newest = status.model ? status.model.version : null;
   const settingOn = Number($("l-online").value) > 0;
   if (!settingOn) {
     $("online-line").textContent = "Online updates are off: the model learns only when it retrains.";
+  } else if (last && newest !== null && last.result.model_version < newest) {
+    $("online-line").textContent =
+      `Model v${newest} was retrained on every label since the last online update; ` +
+      "the next label updates it online.";
   } else if (last) {
     const when = last.finished_at ? new Date(last.finished_at).toLocaleTimeString() : "";
     $("online-line").textContent =
