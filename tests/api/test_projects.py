@@ -125,3 +125,14 @@ def test_loop_settings_are_validated_and_kept(client: TestClient) -> None:
         assert response.status_code == 422 and field in response.json()["detail"]
     kept = client.get(url).json()
     assert (kept["online_update_every"], kept["cost_per_label"]) == (0, 0.12)
+
+
+def test_overlap_can_be_set_when_the_project_is_created(client: TestClient) -> None:
+    body = {"name": "team", "classes": ["a", "b"], "overlap": 3, "overlap_share": 0.2}
+    created = client.post("/api/projects", json={**body, "review_sample_share": 0.05})
+    assert created.status_code == 201, created.text
+    project = created.json()
+    assert (project["overlap"], project["overlap_share"]) == (3, 0.2)
+    bad = client.post("/api/projects", json={**body, "name": "bad", "overlap": 0})
+    assert bad.status_code == 422 and "overlap" in bad.json()["detail"]
+    assert all(p["name"] != "bad" for p in client.get("/api/projects").json())

@@ -42,6 +42,11 @@ class ProjectCreate(BaseModel):
     retrain_every: int = Field(default=50, ge=1)
     online_update_every: int = Field(default=1, ge=0, le=10_000)
     cost_per_label: float = Field(default=0.0, ge=0)
+    overlap: int = Field(default=1, ge=1, le=20, description="Annotators per overlapped item")
+    overlap_share: float = Field(default=1.0, ge=0, le=1, description="Share of items overlapped")
+    review_sample_share: float = Field(
+        default=0.0, ge=0, le=1, description="Share of each annotator's labels sent to review"
+    )
     encoder: str | None = Field(
         default=None,
         max_length=100,

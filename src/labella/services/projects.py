@@ -74,6 +74,10 @@ class ProjectSpec:
     (all-MiniLM-L6-v2 for texts, efficientnet-lite0 for images)."""
     online_update_every: int = 1
     cost_per_label: float = 0.0
+    overlap: int = 1
+    """Annotators per overlapped item (services.assignment); 1: every item is labeled once."""
+    overlap_share: float = 1.0
+    review_sample_share: float = 0.0
 
 
 def default_strategy(*, multi_label: bool) -> str:
@@ -174,6 +178,10 @@ def create_project(
     strategy = spec.strategy or default_strategy(multi_label=spec.multi_label)
     _check_strategy(strategy, spec.strategy_params)
     _check_online_settings(spec.online_update_every, spec.cost_per_label)
+    from labella.services import assignment, review
+
+    assignment.check_overlap_settings(spec.overlap, spec.overlap_share)
+    review.check_sample_share(spec.review_sample_share)
     with db.transaction() as session:
         if repo.get_project_by_name(session, name) is not None:
             raise Conflict(f"a project named {name!r} already exists")
@@ -189,6 +197,9 @@ def create_project(
             encoder=encoder,
             online_update_every=spec.online_update_every,
             cost_per_label=spec.cost_per_label,
+            overlap=spec.overlap,
+            overlap_share=spec.overlap_share,
+            review_sample_share=spec.review_sample_share,
         )
         for position, cls in enumerate(classes):
             project.classes.append(

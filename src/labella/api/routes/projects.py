@@ -44,6 +44,9 @@ def create_project(body: ProjectCreate, db: DbDep, user: AdminDep) -> ProjectOut
         online_update_every=body.online_update_every,
         cost_per_label=body.cost_per_label,
         encoder=body.encoder,
+        overlap=body.overlap,
+        overlap_share=body.overlap_share,
+        review_sample_share=body.review_sample_share,
     )
     project = service.create_project(
         db, spec, actor=user.username, owner_id=user.id if user.via != "local" else None
