@@ -163,7 +163,27 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=1.5, help="seconds between two labels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL the way the tests do (tests/pg_server.py)",
+    )
     args = parser.parse_args()
+    pg = None
+    if args.postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.pg_server import create_database, start_postgres
+
+        pg = start_postgres()
+        args.database_url = create_database(pg, "online")
+    try:
+        return run(args)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="labella-online-") as tmp:
         settings = Settings(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
@@ -475,13 +475,28 @@ def write_predictions(
     return done - len(lost)
 
 
-def _replace_predictions(db: Database, item_ids: list[int], rows: list[dict[str, Any]]) -> None:
-    table = _PREDICTIONS
+def _replace_predictions(db: Database, rows: list[dict[str, Any]]) -> None:
+    """Insert or overwrite the items' predictions in one statement (INSERT .. ON CONFLICT).
+
+    A delete-then-insert races on PostgreSQL: under READ COMMITTED a second writer's DELETE
+    misses the row the first one just inserted, and its INSERT then hits the primary key.
+    """
+    if not rows:
+        return
+    unique = list({row["item_id"]: row for row in rows}.values())
+    from sqlalchemy.dialects import postgresql, sqlite
+
     with db.transaction() as session:
-        for start in range(0, len(item_ids), _IN_BATCH):
-            batch = item_ids[start : start + _IN_BATCH]
-            session.execute(delete(table).where(table.c.item_id.in_(batch)))
-        session.execute(insert(table), rows)
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement: Any = dialect.insert(_PREDICTIONS)
+        statement = statement.on_conflict_do_update(
+            index_elements=[_PREDICTIONS.c.item_id],
+            set_={
+                column: statement.excluded[column]
+                for column in ("project_id", "model_version_id", "probs", "predicted", "confidence")
+            },
+        )
+        session.execute(statement, unique)
 
 
 def replace_predictions_for(
@@ -516,7 +531,7 @@ def replace_predictions_for(
             strict=True,
         )
     ]
-    _replace_predictions(db, item_ids.tolist(), rows)
+    _replace_predictions(db, rows)
 
 
 def predict_missing(
