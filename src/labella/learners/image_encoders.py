@@ -23,6 +23,7 @@ and a project created with ``encoder="my-resnet"`` encodes its images with it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -70,7 +71,9 @@ class TorchImageEncoder:
     ``(batch, dim, h, w)`` feature map, which is average-pooled. Pixels are scaled to [0, 1] and
     normalised with ``mean`` and ``std`` per channel. With ``hflip=True`` each image's features
     are averaged with those of its mirror image (test-time augmentation: the vector no longer
-    depends on which way a subject faces). Rows are L2-normalised.
+    depends on which way a subject faces). Rows are L2-normalised. ``device`` is the torch device
+    the forward passes run on (default: the ``LABELLA_TORCH_DEVICE`` environment variable, else
+    ``cpu``), e.g. ``cuda`` on a machine with a GPU; vectors come back to the CPU either way.
 
     ``name`` must change whenever any of this changes the vectors (it is the cache namespace).
     """
@@ -89,6 +92,7 @@ class TorchImageEncoder:
         hflip: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         num_threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty string")
@@ -106,6 +110,7 @@ class TorchImageEncoder:
         self.hflip = hflip
         self.max_pixels = max_pixels
         self.num_threads = num_threads
+        self.device = device or os.environ.get("LABELLA_TORCH_DEVICE") or "cpu"
         self._build = build
         self._model: Any = None
         self._load_lock = threading.Lock()
@@ -168,11 +173,12 @@ class TorchImageEncoder:
     def _embed_batch(self, model: Any, batch: Any) -> np.ndarray:
         import torch
 
+        batch = batch.to(self.device)
         if not self.hflip:
-            return self._features(model, batch).float().numpy()
+            return self._features(model, batch).float().cpu().numpy()
         both = self._features(model, torch.cat([batch, batch.flip(3)]))
         n = batch.shape[0]
-        return ((both[:n] + both[n:]) / 2).float().numpy()
+        return ((both[:n] + both[n:]) / 2).float().cpu().numpy()
 
     def _features(self, model: Any, batch: Any) -> Any:
         """``(batch, dim)`` features of a normalised pixel batch."""
@@ -191,7 +197,7 @@ class TorchImageEncoder:
             return self._model
         with self._load_lock:
             if self._model is None:
-                model = self._build()
+                model = self._build().to(self.device)
                 model.eval()
                 self._model = model
         return self._model

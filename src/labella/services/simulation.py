@@ -383,10 +383,13 @@ def run_loop(
     clusters: np.ndarray | None,
     rng: np.random.Generator,
     on_step: Callable[[], None] | None = None,
+    on_pick: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """One learning curve: test accuracy after each label count in ``schedule``.
 
-    The oracle is ``y_pool``: a queried item's label is simply revealed.
+    The oracle is ``y_pool``: a queried item's label is simply revealed. ``on_pick`` sees each
+    batch of pool indices the strategy picked, in order (e.g. to train another learner on the
+    same labels later).
     """
     labeled = np.zeros(X_pool.shape[0], dtype=bool)
     labeled[seed_set] = True
@@ -408,6 +411,8 @@ def run_loop(
                     "unlabeled ones)"
                 )
             labeled[picked] = True
+            if on_pick is not None:
+                on_pick(picked)
         model = make_model().fit(X_pool[labeled], y_pool[labeled])
         curve[t] = accuracy(model, X_test, y_test)
         if on_step is not None:
