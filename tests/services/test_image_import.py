@@ -507,3 +507,48 @@ def test_progress_is_reported_per_image(
         progress=lambda done, total: seen.append((done, total)),
     )
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_one_image_in_two_class_folders_of_a_multi_label_project_gets_both_classes(
+    db: Database, settings: Settings, make_project: MakeProject, tmp_path: Path
+) -> None:
+    project = make_project(("cat", "dog"), kind="image_classification", multi_label=True)
+    photos = tmp_path / "photos"
+    write_image(photos / "cat" / "both.jpg", 7)
+    write_image(photos / "dog" / "both.jpg", 7)  # the same bytes: a photo of a cat and a dog
+    write_image(photos / "dog" / "only.jpg", 8)
+
+    report = import_folder(db, settings, project.id, photos, roots=cli_roots(settings, photos))
+
+    assert (report.items_created, report.labels_merged, report.duplicates) == (2, 1, 0)
+    assert labels_by_text(db, project.id) == {
+        "cat/both.jpg": ["cat", "dog"],
+        "dog/only.jpg": ["dog"],
+    }
+    assert "1 copies merged into one item with all classes" in report.summary()
+
+
+def test_one_image_in_two_class_folders_of_a_single_label_project_is_a_reported_conflict(
+    db: Database, settings: Settings, image_project: Any, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    write_image(photos / "cat" / "x.jpg", 7)
+    write_image(photos / "dog" / "x.jpg", 7)
+
+    report = import_folder(
+        db, settings, image_project.id, photos, roots=cli_roots(settings, photos)
+    )
+
+    assert (report.items_created, report.labels_merged, report.duplicates) == (1, 0, 1)
+    assert labels_by_text(db, image_project.id) == {"cat/x.jpg": ["cat"]}
+    (duplicate,) = report.duplicate_examples
+    assert (duplicate.name, duplicate.first_name, duplicate.other_label) == (
+        "dog/x.jpg",
+        "cat/x.jpg",
+        True,
+    )
+    from labella.services.image_import import iter_report_lines
+
+    assert any(
+        "with another class (the first one is kept)" in line for line in iter_report_lines(report)
+    )

@@ -88,6 +88,8 @@ class ImageDuplicate:
     duplicate_of: str  # "file" (earlier in this import) or "project"
     first_name: str | None = None
     item_id: int | None = None
+    other_label: bool = False
+    """Single-label project: this copy came with another class than the one kept."""
 
 
 @dataclass
@@ -101,6 +103,9 @@ class ImageImportReport:
     labels_created: int = 0
     duplicates: int = 0
     duplicate_examples: list[ImageDuplicate] = field(default_factory=list)
+    labels_merged: int = 0
+    """Multi-label project: copies of one image under several class folders (or listing rows)
+    that became one item with all their classes."""
     skipped: int = 0
     skipped_examples: list[SkippedImage] = field(default_factory=list)
     other_files: int = 0
@@ -124,6 +129,8 @@ class ImageImportReport:
             f"{self.items_created:,} items created",
             f"{self.labels_created:,} labels imported",
         ]
+        if self.labels_merged:
+            parts.append(f"{self.labels_merged:,} copies merged into one item with all classes")
         if self.duplicates:
             parts.append(f"{self.duplicates:,} duplicates skipped")
         if self.skipped:
@@ -668,7 +675,15 @@ def _run(
                 select(Item.content_hash, Item.id).where(Item.project_id == project.id)
             ).all()
         )
-    rows = _prepare(settings, candidates, class_ids, existing, report, progress)
+    rows = _prepare(
+        settings,
+        candidates,
+        class_ids,
+        existing,
+        report,
+        progress,
+        multi_label=project.multi_label,
+    )
     report.seconds = round(time.perf_counter() - started, 3)
     return _write(db, settings, project.id, rows, report, actor=actor)
 
@@ -680,15 +695,19 @@ def _prepare(
     existing: dict[str, int],
     report: ImageImportReport,
     progress: ProgressCallback | None,
+    *,
+    multi_label: bool = False,
 ) -> list[_Row]:
     """Read, check, store and thumbnail each image (no transaction open)."""
     store = MediaStore(settings)
-    seen: dict[str, str] = {}  # digest -> name of its first image in this import
+    seen: dict[str, _Row] = {}  # digest -> the row of its first image in this import
     rows: list[_Row] = []
     total = len(candidates)
     for done, (candidate, ids) in enumerate(zip(candidates, class_ids, strict=True), start=1):
         try:
-            row = _prepare_one(settings, store, candidate, ids, existing, seen, report)
+            row = _prepare_one(
+                settings, store, candidate, ids, existing, seen, report, multi_label=multi_label
+            )
         except _Skip as exc:
             report.skip(candidate.name, str(exc))
             row = None
@@ -705,23 +724,38 @@ def _prepare_one(
     candidate: _Candidate,
     class_ids: list[int] | None,
     existing: dict[str, int],
-    seen: dict[str, str],
+    seen: dict[str, _Row],
     report: ImageImportReport,
+    *,
+    multi_label: bool = False,
 ) -> _Row | None:
     if candidate.problem is not None:
         raise _Skip(candidate.problem)
     data = candidate.load(settings.max_image_bytes)
     report.bytes_read += len(data)
     digest = sha256_hex(data)
-    if digest in existing or digest in seen:
+    first = seen.get(digest)
+    if first is not None and multi_label and class_ids and first.class_ids is not None:
+        # One photo in both cat/ and dog/ of a multi-label project means "cat and dog": one
+        # item with both classes, not a duplicate that loses a label.
+        first.class_ids = sorted({*first.class_ids, *class_ids})
+        report.labels_merged += 1
+        return None
+    if digest in existing or first is not None:
         report.duplicates += 1
         if len(report.duplicate_examples) < MAX_EXAMPLES:
+            other_label = (
+                first is not None
+                and class_ids is not None
+                and sorted(class_ids) != sorted(first.class_ids or [])
+            )
             report.duplicate_examples.append(
                 ImageDuplicate(
                     name=candidate.name,
                     duplicate_of="project" if digest in existing else "file",
-                    first_name=seen.get(digest),
+                    first_name=None if first is None else first.candidate.name,
                     item_id=existing.get(digest),
+                    other_label=other_label,
                 )
             )
         return None
@@ -731,7 +765,6 @@ def _prepare_one(
         )
     except ImageProblem as exc:
         raise _Skip(str(exc)) from exc
-    seen[digest] = candidate.name
     if candidate.path is not None:
         media_uri = file_uri(candidate.path)
         report.referenced += 1
@@ -749,7 +782,9 @@ def _prepare_one(
         "height": info.height,
         "bytes": len(data),
     }
-    return _Row(candidate, digest, media_uri, meta, class_ids)
+    row = _Row(candidate, digest, media_uri, meta, class_ids)
+    seen[digest] = row
+    return row
 
 
 def _write(
@@ -839,6 +874,7 @@ def iter_report_lines(report: ImageImportReport, *, shown: int = 5) -> Iterator[
             if duplicate.duplicate_of == "file"
             else f"item {duplicate.item_id} already in the project"
         )
-        yield f"  duplicate: {duplicate.name} is the same image as {where}"
+        conflict = " with another class (the first one is kept)" if duplicate.other_label else ""
+        yield f"  duplicate: {duplicate.name} is the same image as {where}{conflict}"
     if report.duplicates > shown:
         yield f"  ... and {report.duplicates - shown:,} more duplicates"
