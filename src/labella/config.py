@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,14 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = 64
     encode_chunk: int = 512
+    detector: str = Field(
+        default="centernet-efficientnet-lite0",
+        description="Registered detector that object-detection projects train (issue 8)",
+    )
+    detector_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Detector hyperparameters as JSON, e.g. {"input_size": 320, "epochs": 20}',
+    )
 
     import_roots: list[Path] = Field(
         default_factory=list,

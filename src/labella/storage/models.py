@@ -254,6 +254,8 @@ class Prediction(Base):
     probs: Mapped[list[Any]] = mapped_column(JSON)
     predicted: Mapped[list[Any]] = mapped_column(JSON)  # class ids the model predicts
     confidence: Mapped[float] = mapped_column(Float)
+    # a detector's boxes {class_id, x_min, y_min, x_max, y_max, score} in image pixels (issue 8)
+    boxes: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
 
 class Job(Base):
