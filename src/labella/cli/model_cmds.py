@@ -115,6 +115,9 @@ def _first_job_after(db: Any, project_id: int, kind: str, after_id: int) -> int 
 def _print_metrics(model_version: Any) -> None:
     metrics = model_version.metrics or {}
     typer.echo(f"model v{model_version.version}: {model_version.n_labels} labels")
+    if metrics.get("detector"):  # a detector version (services.detection_training)
+        _print_detection_metrics(metrics)
+        return
     for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):
         value = metrics.get(key)
         if isinstance(value, int | float):
@@ -130,6 +133,26 @@ def _print_metrics(model_version: Any) -> None:
             shown = [f"{c:.3f}" if isinstance(c, int | float) else "-" for c in cells]
             support = row.get("support", "")
             typer.echo(f"  {name!s:<24} {shown[0]:>9} {shown[1]:>7} {shown[2]:>6} {support!s:>8}")
+    seconds = metrics.get("train_seconds")
+    if isinstance(seconds, int | float):
+        typer.echo(f"  training took {seconds:.2f} s")
+
+
+def _print_detection_metrics(metrics: dict[str, Any]) -> None:
+    def shown(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+    where = f"on {metrics.get('n_eval', 0)} images, {metrics.get('evaluated_on', '')}"
+    typer.echo(f"  mAP@0.5 {shown(metrics.get('map50'))}  ({where})")
+    typer.echo(f"  mAP@0.5:0.95 {shown(metrics.get('map50_95'))}")
+    per_class = metrics.get("per_class") or {}
+    if isinstance(per_class, dict) and per_class:
+        typer.echo(f"  {'class':<24} {'AP@0.5':>7} {'AP@.5:.95':>9}")
+        for name, row in per_class.items():
+            if isinstance(row, dict):
+                typer.echo(
+                    f"  {name!s:<24} {shown(row.get('ap50')):>7} {shown(row.get('ap50_95')):>9}"
+                )
     seconds = metrics.get("train_seconds")
     if isinstance(seconds, int | float):
         typer.echo(f"  training took {seconds:.2f} s")

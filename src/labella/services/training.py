@@ -49,6 +49,7 @@ from labella.storage.models import (
     ModelVersion,
     Prediction,
     Project,
+    ProjectKind,
 )
 
 TRAIN_JOB = "train"
@@ -200,6 +201,12 @@ def _active_training(session: Session, project_id: int) -> Job | None:
 
 
 def enqueue_training(session: Session, project_id: int, *, reason: str) -> Job:
+    project = session.get(Project, project_id)
+    if project is not None and project.kind == ProjectKind.OBJECT_DETECTION:
+        # a detection project trains a detector on its boxes, not a head on embeddings
+        from labella.services.detection_training import enqueue_detector_training
+
+        return enqueue_detector_training(session, project_id, reason=reason)
     return queue.enqueue(session, kind=TRAIN_JOB, project_id=project_id, params={"reason": reason})
 
 
@@ -237,6 +244,11 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
     """
     from labella.services.online import maybe_schedule_online_update
 
+    if project.kind == ProjectKind.OBJECT_DETECTION:
+        # no online update (it updates a head on embeddings); the detector retrains instead
+        from labella.services.detection_training import maybe_schedule_detector_training
+
+        return maybe_schedule_detector_training(session, project)
     maybe_schedule_online_update(session, project)
     n_labels = repo.count_human_labels(session, project.id)
     latest = repo.latest_model_version(session, project.id)
@@ -266,7 +278,14 @@ def request_training(db: Database, project_id: int, *, actor: str = "system") ->
     train a model yet."""
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
-        problem = readiness_problem(load_labeled_rows(session, project), project)
+        if project.kind == ProjectKind.OBJECT_DETECTION:  # queues a train_detector job
+            from labella.services import detection_training as detection
+
+            problem = detection.readiness_problem(
+                detection.load_detection_labels(session, project), project
+            )
+        else:
+            problem = readiness_problem(load_labeled_rows(session, project), project)
         if problem is not None:
             raise NotReady(problem)
         job = enqueue_training(session, project_id, reason="requested")
@@ -538,6 +557,10 @@ def predict_missing(
     db: Database, settings: Settings, project_id: int, model_version: ModelVersion
 ) -> int:
     """Predictions for items embedded after the model was trained (new imports)."""
+    if (model_version.metrics or {}).get("detector"):
+        from labella.services.detection_training import predict_missing_images
+
+        return predict_missing_images(db, settings, project_id, model_version)
     return write_predictions(db, settings, project_id, model_version)
 
 
@@ -762,6 +785,10 @@ def train_project(
         head, metrics = _fit_model(rows, X, project, settings, stages)
         # the labels this version has seen, for the online updates that follow it
         metrics["label_watermark"] = label_watermark
+        # which vectors it learned from; a fine-tuned encoder also says which job made it
+        from labella.services.finetuning import encoder_metrics
+
+        metrics.update(encoder_metrics(settings, project.encoder))
         metrics = _json_safe(
             evaluation.add_sample_metrics(
                 metrics, head, eval_rows, settings, project, rows.class_names

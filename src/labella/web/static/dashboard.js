@@ -46,6 +46,7 @@ async function refreshStatus() {
   $("encoding-line").textContent = status.total_items
     ? `${fmtInt(status.total_items)} items, ${fmtInt(enc.embedded)} embedded (${fmtPercent(enc.fraction)}).`
     : "No items yet: import a file below.";
+  if ($("encoder-name")) $("encoder-name").textContent = status.project.encoder;
   const version = status.model ? status.model.version : null;
   if (version !== latestModelVersion) {
     latestModelVersion = version;
@@ -102,15 +103,28 @@ function drawCurve(models) {
   const box = $("curve");
   const tbody = $("curve-table").querySelector("tbody");
   clear(tbody);
+  // a detector's versions (object detection) are scored by mAP, a classifier's by accuracy
+  const detector = models.some((m) => m.metrics && m.metrics.detector);
+  const [[keyA, nameA, headA], [keyB, nameB, headB]] = detector
+    ? [["map50", "mAP@0.5", "mAP@0.5"], ["map50_95", "mAP@0.5:0.95", "mAP@0.5:0.95"]]
+    : [["accuracy", "accuracy", "Accuracy"], ["macro_f1", "macro F1", "Macro F1"]];
+  const heads = $("curve-table").querySelectorAll("thead th");
+  heads[2].textContent = headA;
+  heads[3].textContent = headB;
   for (const m of models) {
     tbody.append(
       el(
         "tr",
         {},
-        el("td", {}, `v${m.version}`),
+        // a version trained on a fine-tuned encoder's vectors says so (services.finetuning)
+        el(
+          "td",
+          { title: `encoder ${m.encoder}` },
+          /^(setfit|finetuned-image):/.test(m.encoder) ? `v${m.version} (fine-tuned encoder)` : `v${m.version}`,
+        ),
         el("td.num", {}, fmtInt(m.n_labels)),
-        el("td.num", {}, fmtPercent(m.metrics.accuracy, 1)),
-        el("td.num", {}, fmtPercent(m.metrics.macro_f1, 1)),
+        el("td.num", {}, fmtPercent(m.metrics[keyA], 1)),
+        el("td.num", {}, fmtPercent(m.metrics[keyB], 1)),
         el("td", {}, fmtTime(m.created_at)),
       ),
     );
@@ -122,8 +136,8 @@ function drawCurve(models) {
     label: `v${m.version}: ${name} ${fmtPercent(m.metrics[key], 1)} with ${m.n_labels} labels`,
   });
   const series = [
-    { name: "accuracy", color: "#1d4ed8", points: models.map((m) => point(m, "accuracy", "accuracy")) },
-    { name: "macro F1", color: "#c2410c", dashed: true, points: models.map((m) => point(m, "macro_f1", "macro F1")) },
+    { name: nameA, color: "#1d4ed8", points: models.map((m) => point(m, keyA, nameA)) },
+    { name: nameB, color: "#c2410c", dashed: true, points: models.map((m) => point(m, keyB, nameB)) },
   ];
   clear(box).append(
     lineChart(series, {
@@ -150,6 +164,10 @@ function drawScores(model) {
     return;
   }
   const m = model.metrics;
+  if (m.detector) {
+    drawDetectorScores(model, table, caption);
+    return;
+  }
   caption.textContent =
     `Model v${model.version}, ${fmtInt(model.n_labels)} labels: accuracy ${fmtPercent(m.accuracy, 1)}, ` +
     `macro F1 ${fmtPercent(m.macro_f1, 1)} (${m.method || "cross-validation"}).`;
@@ -166,6 +184,34 @@ function drawScores(model) {
         el("td.num", {}, fmtScore(s.recall, 2)),
         el("td.num", {}, fmtScore(s.f1, 2)),
         el("td.num", {}, s.support ?? "–"),
+      ),
+    );
+  }
+  table.hidden = false;
+}
+
+function drawDetectorScores(model, table, caption) {
+  const m = model.metrics;
+  caption.textContent =
+    `Detector v${model.version}, ${fmtInt(model.n_labels)} images: mAP@0.5 ${fmtPercent(m.map50, 1)}, ` +
+    `mAP@0.5:0.95 ${fmtPercent(m.map50_95, 1)} (on ${fmtInt(m.n_eval || 0)} images, ${m.evaluated_on}).`;
+  const heads = table.querySelectorAll("thead th");
+  ["Class", "AP@0.5", "AP@0.5:0.95", "Boxes", "Found"].forEach((name, i) => {
+    heads[i].textContent = name;
+  });
+  const tbody = clear(table.querySelector("tbody"));
+  for (const cls of project.classes) {
+    const s = (m.per_class || {})[cls.name];
+    if (!s) continue;
+    tbody.append(
+      el(
+        "tr",
+        {},
+        el("th", { scope: "row" }, classChip(cls)),
+        el("td.num", {}, fmtScore(s.ap50, 2)),
+        el("td.num", {}, fmtScore(s.ap50_95, 2)),
+        el("td.num", {}, s.n_ground_truth ?? "–"),
+        el("td.num", {}, s.n_detections ?? "–"),
       ),
     );
   }
@@ -231,6 +277,10 @@ $("send-batch").addEventListener("click", (event) =>
 );
 $("train-now").addEventListener("click", (event) =>
   startJob(`${base}/train`, "Training", event.currentTarget),
+);
+// only single-label text projects have the fine-tuning button
+$("finetune-now")?.addEventListener("click", (event) =>
+  startJob(`${base}/finetune`, `Fine-tuning the encoder (${event.currentTarget.dataset.duration}; a training follows)`, event.currentTarget),
 );
 
 // auto-label: preview first, then confirm with the count in the button
