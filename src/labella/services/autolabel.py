@@ -38,6 +38,7 @@ from labella.storage.models import (
     ModelVersion,
     Prediction,
     Project,
+    ProjectKind,
     utcnow,
 )
 
@@ -63,7 +64,7 @@ def preview(db: Database, project_id: int, *, threshold: float) -> AutolabelPrev
     """How many items :func:`apply` would label at this threshold, in total and per class."""
     threshold = _check_threshold(threshold)
     with db.reader() as session:
-        project = repo.get_project(session, project_id)
+        project = _classification_project(session, project_id)
         model = _latest_model(session, project)
         names = {cls.id: cls.name for cls in project.classes}
         by_class: Counter[str] = Counter()
@@ -94,7 +95,7 @@ def apply(
     if chunk < 1:
         raise InvalidInput("chunk must be at least 1")
     with db.reader() as session:
-        project = repo.get_project(session, project_id)
+        project = _classification_project(session, project_id)
         model = _latest_model(session, project)
         model_id, version = model.id, model.version
         known = {cls.id: cls.name for cls in project.classes}
@@ -239,6 +240,17 @@ def _all_known(class_ids: list[int], known: dict[int, Any]) -> bool:
     return all(c in known for c in class_ids)
 
 
+def _classification_project(session: Session, project_id: int) -> Project:
+    project = repo.get_project(session, project_id)
+    if project.kind == ProjectKind.OBJECT_DETECTION:
+        # a label here would carry classes without boxes, which reads as "nothing in the image"
+        raise InvalidInput(
+            f"project {project.name!r} is an object-detection project: auto-label its boxes "
+            "with /detections/autolabel"
+        )
+    return project
+
+
 def _latest_model(session: Session, project: Project) -> ModelVersion:
     model = repo.latest_model_version(session, project.id)
     if model is None:
@@ -300,7 +312,7 @@ def preview_precision(
 
     target = _check_target(target_precision)
     with db.reader() as session:
-        project = repo.get_project(session, project_id)
+        project = _classification_project(session, project_id)
         if project.multi_label:
             raise InvalidInput(
                 "auto-labeling to a target precision supports single-label projects only; "

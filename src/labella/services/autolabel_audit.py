@@ -24,7 +24,7 @@ from labella.config import Settings
 from labella.errors import InvalidInput
 from labella.storage import repositories as repo
 from labella.storage.db import Database
-from labella.storage.models import Item, ItemStatus, Label, LabelSource, LabelValue
+from labella.storage.models import Item, ItemStatus, Label, LabelSource, LabelValue, ProjectKind
 
 AUDIT_REASON = "auto-label audit (random)"
 MAX_AUDIT_SIZE = 10_000
@@ -99,7 +99,7 @@ def audit_report(db: Database, project_id: int) -> AuditReport:
     from labella.services.evaluation import wilson_interval
 
     with db.reader() as session:
-        repo.get_project(session, project_id)
+        project = repo.get_project(session, project_id)
         auto_labeled = int(
             session.scalar(
                 select(func.count()).where(
@@ -118,7 +118,13 @@ def audit_report(db: Database, project_id: int) -> AuditReport:
             )
             or 0
         )
-        checked, agreed = _compare_answers(session, project_id)
+        if project.kind == ProjectKind.OBJECT_DETECTION:
+            # an auto-label is its boxes: right when they pair up with the human's
+            from labella.services.detection_autolabel import compare_audited_boxes
+
+            checked, agreed = compare_audited_boxes(session, project_id)
+        else:
+            checked, agreed = _compare_answers(session, project_id)
     low, high = wilson_interval(agreed, checked)
     return AuditReport(
         project_id=project_id,

@@ -107,9 +107,15 @@ class ProjectStatus:
     active_jobs: list[Job]
 
 
-def _check_strategy(name: str, params: dict[str, Any]) -> None:
+def _check_strategy(
+    name: str, params: dict[str, Any], *, kind: str = ProjectKind.TEXT_CLASSIFICATION.value
+) -> None:
     from labella.strategies import available_strategies, get_strategy
+    from labella.strategies.detection import available_detection_strategies
 
+    if name in available_detection_strategies():
+        _check_detection_strategy(name, params, kind)
+        return
     if name not in available_strategies():
         raise InvalidInput(
             f"unknown query strategy {name!r}; choose one of: {', '.join(available_strategies())}"
@@ -119,6 +125,22 @@ def _check_strategy(name: str, params: dict[str, Any]) -> None:
     except TypeError as exc:
         raise InvalidInput(f"bad settings for strategy {name!r}: {exc}") from exc
     except ValueError as exc:
+        raise InvalidInput(f"bad settings for strategy {name!r}: {exc}") from exc
+
+
+def _check_detection_strategy(name: str, params: dict[str, Any], kind: str) -> None:
+    """A strategy that ranks images by their detector boxes (``strategies.detection``); an
+    object-detection project keeping a classification strategy is ranked with the default one."""
+    from labella.strategies.detection import get_detection_strategy
+
+    if kind != ProjectKind.OBJECT_DETECTION:
+        raise InvalidInput(
+            f"strategy {name!r} ranks images by a detector's boxes; it is for object-detection "
+            "projects only"
+        )
+    try:
+        get_detection_strategy(name, **params)
+    except (TypeError, ValueError) as exc:
         raise InvalidInput(f"bad settings for strategy {name!r}: {exc}") from exc
 
 
@@ -176,7 +198,7 @@ def create_project(
         raise InvalidInput("retrain_every must be at least 1 label")
     classes = _clean_class_names(spec.classes, multi_label=spec.multi_label)
     strategy = spec.strategy or default_strategy(multi_label=spec.multi_label)
-    _check_strategy(strategy, spec.strategy_params)
+    _check_strategy(strategy, spec.strategy_params, kind=spec.kind)
     _check_online_settings(spec.online_update_every, spec.cost_per_label)
     from labella.services import assignment, review
 
@@ -306,7 +328,7 @@ def update_project(
                 if strategy_params is not None
                 else (project.strategy_params if strategy is None else {})
             )
-            _check_strategy(new_strategy, new_params)
+            _check_strategy(new_strategy, new_params, kind=project.kind)
             project.strategy = new_strategy
             project.strategy_params = dict(new_params)
         if retrain_every is not None:

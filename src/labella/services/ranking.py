@@ -31,7 +31,7 @@ from labella.jobs.runtime import JobContext, executor
 from labella.services.encoding import open_cache, resume_note
 from labella.storage import repositories as repo
 from labella.storage.db import Database
-from labella.storage.models import Item, ItemStatus, Job, ModelVersion
+from labella.storage.models import Item, ItemStatus, Job, ModelVersion, ProjectKind
 
 RANK_JOB = "rank"
 COLD_START_BATCH = 100
@@ -414,7 +414,12 @@ def farthest_first(embeddings: np.ndarray, picks: np.ndarray) -> np.ndarray:
 def _choose_strategy(project: Any, has_model: bool, multi_label: bool) -> tuple[Any, bool, str]:
     """The strategy to run, whether this is a cold start, and a note on any substitution."""
     from labella.strategies import get_strategy
+    from labella.strategies.detection import available_detection_strategies
 
+    if project.strategy in available_detection_strategies():
+        # an object-detection project before its first detector (with one, rank_project hands
+        # it to services.detection_ranking): no boxes to score yet
+        return get_strategy("kmeans_cold_start"), True, ""
     try:
         strategy = get_strategy(project.strategy, **dict(project.strategy_params or {}))
     except ValueError as exc:
@@ -459,7 +464,18 @@ def rank_project(
         project = repo.get_project(session, project_id)
         if model_version is None:
             model_version = repo.latest_model_version(session, project_id)
+        from labella.services.finetuning import model_is_stale
+
+        if model_is_stale(project, model_version):
+            # its head was fitted on another encoder's vectors (the project switched encoders,
+            # services.finetuning) and cannot score these: a cold start until the queued training
+            model_version, head = None, None
         class_names = [c.name for c in sorted(project.classes, key=lambda c: c.position)]
+    if project.kind == ProjectKind.OBJECT_DETECTION and model_version is not None:
+        # a detector predicts boxes, not the class probabilities of a head
+        from labella.services.detection_ranking import rank_detection_project
+
+        return rank_detection_project(db, settings, project_id, model_version=model_version)
     version = model_version.version if model_version is not None else 0
     seed = settings.random_seed + version + seed_offset
     rng = np.random.default_rng(seed)
