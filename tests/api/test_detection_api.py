@@ -88,7 +88,7 @@ def test_server_folder_inside_the_data_dir(client: TestClient, settings: Setting
     assert response.json()["boxes_created"] == 1 and response.json()["referenced"] == 1
 
 
-def test_the_labeling_page_says_boxes_are_not_labeled_in_the_browser_yet(
+def test_the_labeling_page_of_a_detection_project_is_the_box_editor(
     client: TestClient, make_user: Any
 ) -> None:
     project = client.post(
@@ -96,8 +96,8 @@ def test_the_labeling_page_says_boxes_are_not_labeled_in_the_browser_yet(
         json={"name": "boxes page", "kind": "object_detection", "classes": ["cell", "dot"]},
     ).json()
     page = client.get(f"/projects/{project['id']}/label")
-    assert page.status_code == 409
-    assert "not available yet" in page.text and "labella export" in page.text
+    assert page.status_code == 200
+    assert "/static/label_boxes.js" in page.text and 'id="box-stage"' in page.text
     # a non-member learns nothing about the project
     outsider = make_user()
     assert outsider.get(f"/projects/{project['id']}/label").status_code == 404

@@ -69,6 +69,8 @@ class PredictionView:
     confidence: float
     model_version: int
     model_version_id: int
+    # object detection: the detector's boxes above the display floor (box_labeling.BoxView)
+    boxes: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ _QUEUE_ROWS = (
         Prediction.predicted,
         Prediction.confidence,
         Prediction.model_version_id,
+        Prediction.boxes,
         ModelVersion.version,
     )
     .outerjoin(Prediction, Prediction.item_id == Item.id)
@@ -498,6 +501,7 @@ def item_history(
                 Prediction.predicted,
                 Prediction.confidence,
                 Prediction.model_version_id,
+                Prediction.boxes,
                 ModelVersion.version,
             )
             .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
@@ -639,7 +643,7 @@ class _Classes:
 def _prediction_view(
     classes: _Classes, row: Any, head_classes: dict[int, list[int]]
 ) -> PredictionView:
-    """``row`` has probs, predicted, confidence, model_version_id and version."""
+    """``row`` has probs, predicted, confidence, model_version_id, boxes and version."""
     # probs[j] belongs to the j-th class id the model version was trained with; a class added
     # since has no probability until the next training
     class_ids = head_classes.get(row.model_version_id) or classes.in_order()
@@ -653,7 +657,16 @@ def _prediction_view(
         confidence=float(row.confidence),
         model_version=int(row.version),
         model_version_id=int(row.model_version_id),
+        boxes=_predicted_boxes(classes, row.boxes),
     )
+
+
+def _predicted_boxes(classes: _Classes, raw: Any) -> list[Any] | None:
+    if raw is None:  # a classifier's prediction
+        return None
+    from labella.services.box_labeling import predicted_boxes
+
+    return list(predicted_boxes(classes, raw))
 
 
 def _head_classes(session: Session, model_version_ids: set[int]) -> dict[int, list[int]]:

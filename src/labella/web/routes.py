@@ -33,7 +33,7 @@ TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 KIND_NAMES = {
     ProjectKind.TEXT_CLASSIFICATION.value: "Text classification",
     ProjectKind.IMAGE_CLASSIFICATION.value: "Image classification",
-    ProjectKind.OBJECT_DETECTION.value: "Object detection (import and export; no box editor yet)",
+    ProjectKind.OBJECT_DETECTION.value: "Object detection (bounding boxes)",
 }
 
 router = APIRouter(include_in_schema=False)
@@ -148,18 +148,10 @@ def dashboard_page(request: Request, project_id: int, db: DbDep, user: OptionalU
 
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
 def label_page(request: Request, project_id: int, db: DbDep, user: OptionalUserDep) -> Response:
-    if user is not None and _is_detection(db, project_id, user):
-        # the classification screen would take boxes for classes; say so instead of pretending
-        return _page(
-            request,
-            "not_found.html",
-            status_code=409,
-            message=(
-                "Labeling boxes in the browser is not available yet: import and export boxes "
-                "(Pascal VOC, COCO, YOLO) through the API or `labella import` / `labella export`."
-            ),
-        )
-    return _project_page(request, db, project_id, "label.html", "label", user)
+    # an object-detection project labels with the box editor, not with class buttons
+    detection = user is not None and _is_detection(db, project_id, user)
+    template = "label_boxes.html" if detection else "label.html"
+    return _project_page(request, db, project_id, template, "label", user)
 
 
 def _is_detection(db: Database, project_id: int, user: accounts.Principal) -> bool:

@@ -54,7 +54,7 @@ def submit_label(
 ) -> LabelResultOut:
     """Label an item (or change its label: the previous one stays in the history). Annotators
     label the items served to them; reviewers, managers and owners any item."""
-    _check_may_answer(db, member, item_id)
+    check_may_answer(db, member, item_id)
     result = service.submit_label(
         db,
         project_id,
@@ -78,7 +78,7 @@ def skip_item(
 ) -> LabelResultOut:
     """Set an item aside; it leaves the queue and the skip is kept in its history."""
     body = body or SkipIn()
-    _check_may_answer(db, member, item_id)
+    check_may_answer(db, member, item_id)
     return LabelResultOut.model_validate(
         service.skip_item(
             db, project_id, item_id, annotator=member.username, request_id=body.request_id
@@ -86,7 +86,7 @@ def skip_item(
     )
 
 
-def _check_may_answer(db: DbDep, member: Member, item_id: int) -> None:
+def check_may_answer(db: DbDep, member: Member, item_id: int) -> None:
     if member.may(Action.CHANGE_LABELS):
         return
     if not accounts.item_served_to(db, member.project_id, item_id, member.username):
