@@ -32,6 +32,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from labella.images import ImageProblem
 from labella.learners.encoders import l2_normalise
 from labella.learners.image_encoders import (
     LITE0_DIM,
@@ -179,7 +180,13 @@ class ImageFineTuner:
         data = validate_images(images)
         if not data:
             return torch.zeros((0, 3, self.image_size, self.image_size), dtype=torch.uint8)
-        arrays = [square_pixels(image, self.image_size) for image in data]
+        arrays = []
+        for index, image in enumerate(data):
+            try:
+                arrays.append(square_pixels(image, self.image_size))
+            except ImageProblem as exc:
+                # the position tells the caller which of its images to set aside
+                raise ImageProblem(f"inputs[{index}]: {exc}") from exc
         return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
 
     def _augment(self, batch: Any, generator: Any) -> Any:
@@ -256,7 +263,11 @@ class ImageFineTuner:
         return directory
 
     @classmethod
-    def load(cls, directory: Path, *, device: str | None = None) -> ImageFineTuner:
+    def load(
+        cls, directory: Path, *, device: str | None = None, num_threads: int | None = None
+    ) -> ImageFineTuner:
+        """The learner :meth:`save` wrote; ``device`` and ``num_threads`` replace the saved ones
+        (the machine that loads it need not be the one that trained it)."""
         import torch
 
         state_path = directory / _STATE_FILE
@@ -268,6 +279,8 @@ class ImageFineTuner:
         params = dict(state["params"])
         if device is not None:
             params["device"] = device
+        if num_threads is not None:
+            params["num_threads"] = num_threads
         learner = cls(**params)
         model = _make_classifier(load_efficientnet_lite0(), int(state["n_classes"]))
         weights = torch.load(directory / _WEIGHTS_FILE, map_location="cpu", weights_only=True)

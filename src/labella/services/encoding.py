@@ -89,7 +89,11 @@ def open_cache(settings: Settings, encoder_name: str) -> Any:
     """The project encoder and its embedding cache, as a pair."""
     from labella.learners.cache import EmbeddingCache
     from labella.learners.encoders import get_encoder
+    from labella.services.finetuning import ensure_registered
 
+    # a project's fine-tuned encoder is saved in the models directory: a restarted process
+    # registers it here, on first use, instead of failing on an unknown name
+    ensure_registered(settings, encoder_name)
     encoder = get_encoder(encoder_name)
     cache = EmbeddingCache(settings.embeddings_dir, encoder.name, encoder.dim)
     return encoder, cache
@@ -196,7 +200,9 @@ def encode_project(
         project = repo.get_project(session, project_id)
         encoder_name = project.encoder
     from labella.learners.encoders import IMAGE, encoder_modality
+    from labella.services.finetuning import ensure_registered
 
+    ensure_registered(settings, encoder_name)
     images = _ImageReader(settings) if encoder_modality(encoder_name) == IMAGE else None
     encoder, cache = open_cache(settings, encoder_name)
     chunk_size = max(1, settings.encode_chunk)
@@ -261,6 +267,12 @@ def _after_encoding(db: Database, settings: Settings, project_id: int) -> str:
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
         latest = repo.latest_model_version(session, project_id)
+        from labella.services.finetuning import model_is_stale
+
+        if model_is_stale(project, latest):
+            # trained on another encoder's vectors (the project switched encoders since): it
+            # cannot score these, so a training on them is due
+            latest = None
         if latest is None:
             labels = training.load_labeled_rows(session, project)
             if training.readiness_problem(labels, project) is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, SettingsDep, WorkerDep
 from labella.api.policy import AdminDep, CurrentUserDep, ManageProject, ViewProject
 from labella.api.schemas import (
     ClassIn,
@@ -17,7 +17,7 @@ from labella.api.schemas import (
     ProjectPatch,
     ProjectStatusOut,
 )
-from labella.services import accounts
+from labella.services import accounts, finetuning
 from labella.services import projects as service
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
@@ -72,8 +72,16 @@ def get_project(project_id: int, db: DbDep, member: ViewProject) -> ProjectOut:
 
 @router.patch("/{project_id}", response_model=ProjectOut)
 def update_project(
-    project_id: int, body: ProjectPatch, db: DbDep, member: ManageProject
+    project_id: int,
+    body: ProjectPatch,
+    db: DbDep,
+    settings: SettingsDep,
+    worker: WorkerDep,
+    member: ManageProject,
 ) -> ProjectOut:
+    if body.encoder is not None:
+        # checked before any setting changes, so a bad name leaves the project as it was
+        finetuning.check_encoder_choice(settings, service.get_project(db, project_id), body.encoder)
     project = service.update_project(
         db,
         project_id,
@@ -88,6 +96,12 @@ def update_project(
         review_sample_share=body.review_sample_share,
         actor=member.username,
     )
+    if body.encoder is not None:
+        project = finetuning.switch_encoder(
+            db, settings, project_id, body.encoder, actor=member.username
+        )
+        if worker is not None:
+            worker.wake()
     return ProjectOut.model_validate(project)
 
 
