@@ -129,6 +129,7 @@ ENDPOINTS = [
         ok_detail="model",
     ),
     Endpoint("POST", "/api/projects/{pid}/train", MANAGERS, "train", (202, 409)),
+    Endpoint("POST", "/api/projects/{pid}/finetune", MANAGERS, "train", (409,), ok_detail="labels"),
     Endpoint("GET", "/api/projects/{pid}/models", EVERYONE, "view_project", (200,)),
     Endpoint("POST", "/api/projects/{pid}/rank", MANAGERS, "manage_project", (202,)),
     Endpoint("POST", "/api/projects/{pid}/imports", MANAGERS, "import_export", (201,), files=True),
@@ -214,6 +215,42 @@ ENDPOINTS = [
         json=lambda role: {"path": "/no/such/folder"},
     ),
     Endpoint("GET", "/api/projects/{pid}/detections/export", MANAGERS, "import_export", (200, 422)),
+    # box auto-label (refused for the world's text project, naming the kind)
+    Endpoint(
+        "GET",
+        "/api/projects/{pid}/detections/autolabel/preview?target_precision=0.9",
+        MANAGERS,
+        "autolabel",
+        (422,),
+        ok_detail="object-detection",
+    ),
+    Endpoint(
+        "POST",
+        "/api/projects/{pid}/detections/autolabel",
+        MANAGERS,
+        "autolabel",
+        (422,),
+        json=lambda role: {"target_precision": 0.9},
+        ok_detail="object-detection",
+    ),
+    # the box editor's calls (refused for the world's text project, naming the kind)
+    Endpoint(
+        "PUT",
+        "/api/projects/{pid}/items/{served}/boxes",
+        EVERYONE,
+        "label",
+        (422,),
+        json=lambda role: {"boxes": []},
+        ok_detail="object-detection",
+    ),
+    Endpoint(
+        "GET",
+        "/api/projects/{pid}/items/{served}/boxes",
+        EVERYONE,
+        "view_own_work",
+        (422,),
+        ok_detail="object-detection",
+    ),
 ]
 
 

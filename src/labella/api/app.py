@@ -133,6 +133,14 @@ def _include_routers(app: FastAPI) -> None:
 
     app.include_router(detection_routes.router)
 
+    from labella.api.routes import detection_autolabel as detection_autolabel_routes
+
+    app.include_router(detection_autolabel_routes.router)
+
+    from labella.api.routes import boxes as box_routes
+
+    app.include_router(box_routes.router)
+
     from labella.web import routes as web_routes
 
     web_routes.install(app)

@@ -71,6 +71,34 @@ class ProjectPatch(BaseModel):
     review_sample_share: float | None = Field(
         default=None, ge=0, le=1, description="Share of each annotator's labels sent to review"
     )
+    encoder: str | None = Field(
+        default=None,
+        description="Switch to another encoder of the project's modality, e.g. back to the base "
+        "encoder after a fine-tuning; items are re-encoded (cached vectors are reused) and a "
+        "training on the new vectors is queued",
+    )
+
+
+class FinetuneRequest(BaseModel):
+    """Optional settings of an encoder fine-tuning (services.finetuning, which checks them per
+    kind of project); CPU time grows with pairs x epochs (text), labels x epochs x image_size
+    squared (images)."""
+
+    n_iterations: int | None = Field(
+        default=None, ge=1, le=100, description="Text: pair rounds (SetFit's R); default 20"
+    )
+    epochs: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="Passes over the pairs (text: 1-10, default 1) or images (1-50, default 15)",
+    )
+    max_pairs: int | None = Field(
+        default=None, ge=2, le=100_000, description="Text: cap on the training pairs; default 4000"
+    )
+    image_size: int | None = Field(
+        default=None, ge=32, le=512, description="Images: side in pixels; default 224"
+    )
 
 
 class ProjectOut(BaseModel):
@@ -152,12 +180,31 @@ class ClassProbabilityOut(BaseModel):
     probability: float
 
 
+class BoxOut(BaseModel):
+    """A bounding box in image pixels (object detection); ``score`` is the detector's, null for
+    a human's box."""
+
+    model_config = ConfigDict(from_attributes=True)
+    class_id: int
+    name: str
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    score: float | None = None
+
+
 class PredictionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     classes: list[ClassRefOut] = Field(description="The predicted classes")
     probabilities: list[ClassProbabilityOut]
     confidence: float
     model_version: int
+    boxes: list[BoxOut] | None = Field(
+        default=None,
+        description="Object detection: the detector's boxes scoring at least 0.3, best first "
+        "(the box editor's prelabels); null for classification",
+    )
 
 
 class QueueItemOut(BaseModel):
@@ -624,6 +671,9 @@ class ImageDuplicateOut(BaseModel):
     duplicate_of: str = Field(description="'file': earlier in this import; 'project': already in")
     first_name: str | None
     item_id: int | None
+    other_label: bool = Field(
+        default=False, description="Came with another class than the copy kept (single-label)"
+    )
 
 
 class ImageImportReportOut(BaseModel):
@@ -637,6 +687,10 @@ class ImageImportReportOut(BaseModel):
     labels_created: int = Field(description="Labels imported as human labels")
     duplicates: int = Field(description="Images skipped because the same bytes are already there")
     duplicate_examples: list[ImageDuplicateOut]
+    labels_merged: int = Field(
+        default=0,
+        description="Multi-label: copies of one image under several classes, merged into one item",
+    )
     skipped: int = Field(description="Bad images skipped (corrupt, unsupported, unsafe path, ...)")
     skipped_examples: list[SkippedImageOut] = Field(description="The first 100, with the reason")
     other_files: int = Field(description="Files that are not images, ignored")

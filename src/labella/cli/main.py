@@ -81,6 +81,8 @@ def _register_commands() -> None:
     # Each module adds its commands to `app` / `project_app` when imported.
     import labella.cli.data_cmds  # noqa: F401
     from labella.cli import (  # noqa: F401
+        detection_al_cmds,
+        finetune_cmds,
         loop_cmds,
         model_cmds,
         project_cmds,
