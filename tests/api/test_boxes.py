@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 
 from labella.services import box_labeling
 from labella.storage.db import Database
-from labella.storage.models import Item, Label, LabelBox, LabelValue, ModelVersion, Prediction
+from labella.storage.models import (
+    Item,
+    Label,
+    LabelBox,
+    LabelValue,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 from tests.image_files import image_bytes
 from tests.services.labeling_data import add_items
 
@@ -239,8 +247,11 @@ def test_wrong_project_item_or_kind_is_a_clear_4xx(
 
 
 def test_overlapped_images_are_refused_not_half_recorded(client: TestClient, db: Database) -> None:
-    project = detection_project(client, db, n_images=1, overlap=2)
+    # Overlap can no longer be set on a detection project; one made before that rule keeps it.
+    project = detection_project(client, db, n_images=1)
     pid, item = project["id"], project["items"][0]
+    with db.transaction() as session:
+        session.get(Project, pid).overlap = 2  # type: ignore[union-attr]
     response = client.put(
         f"/api/projects/{pid}/items/{item}/boxes", json={"boxes": [box("cat", 1, 1, 5, 5)]}
     )
@@ -328,3 +339,49 @@ def test_prelabels_come_from_the_detector_in_next_and_boxes(
     with db.reader() as session:
         status = session.scalar(select(Item.status).where(Item.id == first))
     assert status == "labeled"
+
+
+def test_a_detection_project_refuses_overlap_at_creation_and_later(
+    client: TestClient, db: Database
+) -> None:
+    refused = client.post(
+        "/api/projects",
+        json={
+            "name": "overlapped",
+            "kind": "object_detection",
+            "classes": ["cat", "dog"],
+            "overlap": 2,
+        },
+    )
+    assert refused.status_code == 422
+    assert "overlap" in refused.json()["detail"] and "object-detection" in refused.json()["detail"]
+    assert all(p["name"] != "overlapped" for p in client.get("/api/projects").json())
+
+    project = detection_project(client, db, n_images=1)
+    patched = client.patch(f"/api/projects/{project['id']}", json={"overlap": 3})
+    assert patched.status_code == 422 and "object-detection" in patched.json()["detail"]
+    assert client.get(f"/api/projects/{project['id']}").json()["overlap"] == 1
+
+
+def test_review_cannot_replace_boxes_with_classes(client: TestClient, db: Database) -> None:
+    project = detection_project(client, db, n_images=1, review_sample_share=1.0)
+    pid, item = project["id"], project["items"][0]
+    url = f"/api/projects/{pid}/items/{item}/boxes"
+    assert client.put(url, json={"boxes": [box("cat", 1, 2, 10, 12)]}).status_code == 200
+    flags = client.get(f"/api/projects/{pid}/review").json()["flags"]
+    assert [f["kind"] for f in flags] == ["work_sample"]
+    before = stored(db, item)
+
+    changed = client.post(
+        f"/api/projects/{pid}/review/{flags[0]['id']}",
+        json={"action": "change", "classes": ["dog"]},
+    )
+
+    assert changed.status_code == 409
+    assert "box editor" in changed.json()["detail"]
+    assert stored(db, item) == before
+    assert corners(client.get(url).json()["current"]["boxes"]) == [("cat", 1, 2, 10, 12)]
+    approved = client.post(
+        f"/api/projects/{pid}/review/{flags[0]['id']}", json={"action": "approve"}
+    )
+    assert approved.status_code == 200, approved.text

@@ -87,6 +87,16 @@ def default_strategy(*, multi_label: bool) -> str:
     return "ml_margin" if multi_label else "cluster_margin"
 
 
+def _check_overlap_kind(overlap: int | None, kind: str) -> None:
+    # Overlap settles an item by comparing the annotators' class sets; for boxes that would keep
+    # one annotator's boxes and silently drop the others', so it is refused, not approximated.
+    if overlap is not None and overlap > 1 and kind == ProjectKind.OBJECT_DETECTION:
+        raise InvalidInput(
+            "overlap (several annotators per item) is not available for object-detection "
+            "projects: their answers are boxes, which are not merged yet; use overlap 1"
+        )
+
+
 def _check_online_settings(online_update_every: int | None, cost_per_label: float | None) -> None:
     if online_update_every is not None and not 0 <= online_update_every <= 10_000:
         raise InvalidInput(
@@ -203,6 +213,7 @@ def create_project(
     from labella.services import assignment, review
 
     assignment.check_overlap_settings(spec.overlap, spec.overlap_share)
+    _check_overlap_kind(spec.overlap, spec.kind)
     review.check_sample_share(spec.review_sample_share)
     with db.transaction() as session:
         if repo.get_project_by_name(session, name) is not None:
@@ -314,6 +325,7 @@ def update_project(
         if overlap_share is not None:
             project.overlap_share = overlap_share
         if overlap is not None and overlap != project.overlap:
+            _check_overlap_kind(overlap, project.kind)
             project.overlap = overlap
             # items that now have enough answers are decided (services.assignment)
             assignment.settle_pending(session, project)

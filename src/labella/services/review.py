@@ -43,6 +43,7 @@ from labella.storage.models import (
     LabelSource,
     LabelValue,
     Project,
+    ProjectKind,
     utcnow,
 )
 
@@ -218,6 +219,12 @@ def resolve_flag(
         raise InvalidInput("action 'change' needs the new label's classes (ids or names)")
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
+        if new_status == FlagStatus.CHANGED and project.kind == ProjectKind.OBJECT_DETECTION:
+            # a label of classes only would replace the image's boxes with none
+            raise Conflict(
+                f"flag {flag_id}: an object-detection label is corrected in the box editor "
+                "(PUT /api/projects/{id}/items/{item_id}/boxes), not by classes"
+            )
         flag = _lock_open_flag(session, project_id, flag_id)
         item = labeling._lock_item(session, project_id, flag.item_id)
         _check_still_in_question(session, flag, item)
