@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { Outbox } from "./outbox.js";
+import { hinter, renderQueueStatus, setUpKeysDialog } from "./label_page.js";
 import { bootData, clear, el, fmtPercent, isTypingTarget, textColorFor, toast } from "./ui.js";
 
 const PREFETCH = 10; // items asked for beyond those already held
@@ -316,66 +317,13 @@ function render() {
 }
 
 function renderStatus() {
-  let labeled = 0;
-  let skipped = 0;
-  for (const kind of state.done.values()) kind === "skip" ? skipped++ : labeled++;
-  $("stat-labeled").textContent = String(labeled);
-  $("stat-skipped").textContent = String(skipped);
-  $("stat-pending").textContent = String(outbox.size);
-  $("stat-queue").textContent = String(state.queue.length);
-  const conn = $("conn");
-  const outboxState = outbox.state;
-  const offline = outboxState === "offline" || (state.fetchError && state.fetchError.offline);
-  const n = outbox.size;
-  const labels = `${n} label${n === 1 ? "" : "s"}`;
-  let text;
-  let cls;
-  if (offline) {
-    text = n ? `Offline: ${labels} kept, sent when the connection returns` : "Offline";
-    cls = "offline";
-  } else if (outboxState === "retrying") {
-    text = `Server not answering: ${labels} kept, retrying`;
-    cls = "offline";
-  } else if (n) {
-    text = `Sending ${labels}…`;
-    cls = "pending";
-  } else {
-    text = "All labels saved";
-    cls = "ok";
-  }
-  conn.textContent = text;
-  conn.className = `conn ${cls}`;
-  conn.dataset.state = cls;
-  conn.dataset.pending = String(n);
+  renderQueueStatus({ state, outbox, noun: "label", saved: "All labels saved" });
 }
 
-let hintTimer = null;
-function hint(message) {
-  $("hint").textContent = message;
-  clearTimeout(hintTimer);
-  if (message) hintTimer = setTimeout(() => ($("hint").textContent = ""), 4000);
-}
+const hint = hinter(4000);
 
 // -- keys ---------------------------------------------------------------------------------------
-const keysDialog = $("keys-dialog");
-let focusBeforeKeys = null;
-function toggleKeys() {
-  if (keysDialog.open) keysDialog.close();
-  else {
-    focusBeforeKeys = document.activeElement;
-    keysDialog.showModal();
-  }
-}
-keysDialog.addEventListener("close", () => {
-  // give focus back where it was (the page itself when keys were used), never leave it on the
-  // hidden Close button, where Enter would not reach the labeling keys
-  const back = focusBeforeKeys;
-  focusBeforeKeys = null;
-  if (back instanceof HTMLElement && back !== document.body && document.contains(back)) back.focus();
-  else if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
-});
-$("show-keys").addEventListener("click", toggleKeys);
-$("close-keys").addEventListener("click", () => keysDialog.close());
+const { dialog: keysDialog, toggle: toggleKeys } = setUpKeysDialog();
 {
   const list = $("keys-list");
   const rows = classes

@@ -8,6 +8,7 @@
 import { api } from "./api.js";
 import { BoxEditor } from "./box_editor.js";
 import { Outbox } from "./outbox.js";
+import { hinter, renderQueueStatus, setUpKeysDialog } from "./label_page.js";
 import { bootData, clear, el, isTypingTarget, textColorFor, toast } from "./ui.js";
 
 const PREFETCH = 10;
@@ -302,63 +303,13 @@ function render() {
 }
 
 function renderStatus() {
-  let labeled = 0;
-  let skipped = 0;
-  for (const kind of state.done.values()) kind === "skip" ? skipped++ : labeled++;
-  $("stat-labeled").textContent = String(labeled);
-  $("stat-skipped").textContent = String(skipped);
-  $("stat-pending").textContent = String(outbox.size);
-  $("stat-queue").textContent = String(state.queue.length);
-  const conn = $("conn");
-  const offline = outbox.state === "offline" || (state.fetchError && state.fetchError.offline);
-  const n = outbox.size;
-  const answers = `${n} answer${n === 1 ? "" : "s"}`;
-  let text;
-  let cls;
-  if (offline) {
-    text = n ? `Offline: ${answers} kept, sent when the connection returns` : "Offline";
-    cls = "offline";
-  } else if (outbox.state === "retrying") {
-    text = `Server not answering: ${answers} kept, retrying`;
-    cls = "offline";
-  } else if (n) {
-    text = `Sending ${answers}…`;
-    cls = "pending";
-  } else {
-    text = "All boxes saved";
-    cls = "ok";
-  }
-  conn.textContent = text;
-  conn.className = `conn ${cls}`;
-  conn.dataset.state = cls;
-  conn.dataset.pending = String(n);
+  renderQueueStatus({ state, outbox, noun: "answer", saved: "All boxes saved" });
 }
 
-let hintTimer = null;
-function hint(message) {
-  $("hint").textContent = message;
-  clearTimeout(hintTimer);
-  if (message) hintTimer = setTimeout(() => ($("hint").textContent = ""), 6000);
-}
+const hint = hinter(6000);
 
 // -- keys ---------------------------------------------------------------------------------------
-const keysDialog = $("keys-dialog");
-let focusBeforeKeys = null;
-function toggleKeys() {
-  if (keysDialog.open) keysDialog.close();
-  else {
-    focusBeforeKeys = document.activeElement;
-    keysDialog.showModal();
-  }
-}
-keysDialog.addEventListener("close", () => {
-  const previous = focusBeforeKeys;
-  focusBeforeKeys = null;
-  if (previous instanceof HTMLElement && previous !== document.body && document.contains(previous)) previous.focus();
-  else if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
-});
-$("show-keys").addEventListener("click", toggleKeys);
-$("close-keys").addEventListener("click", () => keysDialog.close());
+const { dialog: keysDialog, toggle: toggleKeys } = setUpKeysDialog();
 $("keys-list").prepend(
   ...classes
     .filter((c) => keyOf.has(c.id))
