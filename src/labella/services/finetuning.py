@@ -145,64 +145,10 @@ def _write_sidecar(directory: Path, data: dict[str, Any]) -> None:
 # -- the registry ---------------------------------------------------------------------------------
 
 
-class FineTunedEncoder:
-    """A fine-tuned Sentence Transformer saved by a finetune job, as a registry text encoder.
-
-    The weights load from its directory on the first :meth:`encode`, never from the hub.
-    """
-
-    def __init__(self, name: str, directory: Path, dim: int) -> None:
-        self.name = name
-        self.dim = dim
-        self.directory = directory
-        self._learner: Any = None
-        self._load_lock = threading.Lock()
-        # the fast tokenizer is not safe to call from two threads at once (see MiniLMEncoder)
-        self._encode_lock = threading.Lock()
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = 64,
-        progress: Any = None,
-    ) -> np.ndarray:
-        from labella.learners.encoders import validate_texts
-
-        texts = validate_texts(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        learner = self._load()
-        with self._encode_lock:
-            for start in range(0, len(texts), batch_size):
-                batch = texts[start : start + batch_size]
-                out[start : start + len(batch)] = learner.encode(batch, batch_size=batch_size)
-                if progress is not None:
-                    progress(start + len(batch), len(texts))
-        return out
-
-    def _load(self) -> Any:
-        with self._load_lock:
-            if self._learner is None:
-                from labella.learners.finetune import SetFitLearner
-
-                self._learner = SetFitLearner.load(self.directory)
-            return self._learner
-
-
-class FineTunedImageEncoder:
-    """An EfficientNet-Lite0 fine-tuned by a finetune job, as a registry image encoder: the
-    backbone's pooled features (1280-d, L2-normalised) at the resolution it was trained at.
-
-    The weights load from its directory on the first :meth:`encode`. It runs where the stock
-    image encoder does: ``LABELLA_TORCH_DEVICE`` (e.g. ``cuda``) if set, else the CPU with as
-    many torch threads as this process has cores.
-    """
-
-    modality = "image"
+class _SavedLearnerEncoder:
+    """A learner a finetune job saved, as a registry encoder: loaded from its directory on the
+    first :meth:`encode` (never from the hub), one batch at a time (a tokenizer is not safe to
+    call from two threads, and two forward passes would only fight over the same cores)."""
 
     def __init__(self, name: str, directory: Path, dim: int) -> None:
         self.name = name
@@ -210,7 +156,6 @@ class FineTunedImageEncoder:
         self.directory = directory
         self._learner: Any = None
         self._load_lock = threading.Lock()
-        # one forward pass at a time: two would only fight over the same cores
         self._encode_lock = threading.Lock()
 
     def encode(
@@ -220,35 +165,81 @@ class FineTunedImageEncoder:
         batch_size: int = 64,
         progress: Any = None,
     ) -> np.ndarray:
-        """Embed image files' bytes as float32 ``(n, dim)`` unit vectors, in input order;
-        ImageProblem names an input that cannot be decoded."""
-        from labella.learners.image_encoders import validate_images
-
-        images = validate_images(inputs)
+        """Float32 ``(n, dim)`` vectors of the inputs, in input order."""
+        checked = self._validate(inputs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        out = np.zeros((len(images), self.dim), dtype=np.float32)
-        if not images:
+        out = np.zeros((len(checked), self.dim), dtype=np.float32)
+        if not checked:
             return out
         learner = self._load()
         with self._encode_lock:
-            for start in range(0, len(images), batch_size):
-                batch = images[start : start + batch_size]
-                pixels = _decode_numbered(learner, batch, start)
-                out[start : start + len(batch)] = learner.embed(pixels, batch_size=batch_size)
+            for start in range(0, len(checked), batch_size):
+                batch = checked[start : start + batch_size]
+                out[start : start + len(batch)] = self._embed(learner, batch, start, batch_size)
                 if progress is not None:
-                    progress(start + len(batch), len(images))
+                    progress(start + len(batch), len(checked))
         return out
 
     def _load(self) -> Any:
         with self._load_lock:
             if self._learner is None:
-                from labella.learners.image_finetune import ImageFineTuner
-
-                self._learner = ImageFineTuner.load(
-                    self.directory, device=torch_device(), num_threads=_cpu_threads()
-                )
+                self._learner = self._load_learner()
             return self._learner
+
+    def _validate(self, inputs: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _embed(self, learner: Any, batch: list[Any], offset: int, batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _load_learner(self) -> Any:
+        raise NotImplementedError
+
+
+class FineTunedEncoder(_SavedLearnerEncoder):
+    """A fine-tuned Sentence Transformer saved by a finetune job, as a registry text encoder."""
+
+    def _validate(self, inputs: Sequence[Any]) -> list[Any]:
+        from labella.learners.encoders import validate_texts
+
+        return list(validate_texts(inputs))
+
+    def _embed(self, learner: Any, batch: list[Any], offset: int, batch_size: int) -> np.ndarray:
+        return np.asarray(learner.encode(batch, batch_size=batch_size))
+
+    def _load_learner(self) -> Any:
+        from labella.learners.finetune import SetFitLearner
+
+        return SetFitLearner.load(self.directory)
+
+
+class FineTunedImageEncoder(_SavedLearnerEncoder):
+    """An EfficientNet-Lite0 fine-tuned by a finetune job, as a registry image encoder: the
+    backbone's pooled features (1280-d, L2-normalised) at the resolution it was trained at.
+
+    It runs where the stock image encoder does: ``LABELLA_TORCH_DEVICE`` (e.g. ``cuda``) if
+    set, else the CPU with as many torch threads as this process has cores. An ImageProblem
+    names an input that cannot be decoded.
+    """
+
+    modality = "image"
+
+    def _validate(self, inputs: Sequence[Any]) -> list[Any]:
+        from labella.learners.image_encoders import validate_images
+
+        return list(validate_images(inputs))
+
+    def _embed(self, learner: Any, batch: list[Any], offset: int, batch_size: int) -> np.ndarray:
+        pixels = _decode_numbered(learner, batch, offset)
+        return np.asarray(learner.embed(pixels, batch_size=batch_size))
+
+    def _load_learner(self) -> Any:
+        from labella.learners.image_finetune import ImageFineTuner
+
+        return ImageFineTuner.load(
+            self.directory, device=torch_device(), num_threads=_cpu_threads()
+        )
 
 
 def _decode_numbered(learner: Any, images: Sequence[bytes], offset: int) -> Any:
