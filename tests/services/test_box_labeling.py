@@ -36,7 +36,7 @@ def test_class_names_match_by_case_unless_ambiguous() -> None:
 
 
 def test_stored_prelabels_are_filtered_sorted_and_malformed_ones_skipped() -> None:
-    classes = labeling._Classes.of(_project("cat", "dog"))
+    classes = labeling.ProjectClasses.of(_project("cat", "dog"))
     raw = [
         {"class_id": 1, "x_min": 0, "y_min": 0, "x_max": 1, "y_max": 1, "score": 0.4},
         {"class_id": 2, "x_min": 1, "y_min": 1, "x_max": 2, "y_max": 2, "score": 0.9},

@@ -559,14 +559,14 @@ def decide_item(
 ) -> Label | None:
     """Give the locked ``item`` the label its answers decide, open a disagreement flag when they
     differ, and put it in review when there is no majority. Returns the new label, if any."""
-    from labella.services.labeling import _replace_current_label
+    from labella.services.labeling import replace_current_label
 
     outcome = vote([a.choice for a in answers])
     label = None
     if outcome.choice is not None:
         skipped = outcome.choice == _SKIP
         class_ids = sorted(outcome.choice) if isinstance(outcome.choice, frozenset) else []
-        label = _replace_current_label(
+        label = replace_current_label(
             session,
             item,
             Label(

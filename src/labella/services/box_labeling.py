@@ -131,8 +131,8 @@ def submit_boxes(
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
         require_detection(project)
-        item = labeling._lock_item(session, project_id, item_id)
-        replayed = labeling._replayed_result(session, project, item, request_id)
+        item = labeling.lock_item(session, project_id, item_id)
+        replayed = labeling.replayed_result(session, project, item, request_id)
         if replayed is not None:
             return BoxLabelResult(
                 label=replayed.label,
@@ -149,7 +149,7 @@ def submit_boxes(
             )
         width, height = image_size(item)
         checked = check_boxes(project, boxes, width=width, height=height)
-        label = labeling._replace_current_label(
+        label = labeling.replace_current_label(
             session,
             item,
             Label(
@@ -166,9 +166,9 @@ def submit_boxes(
         )
         job = maybe_schedule_training(session, project)
         maybe_sample_work(session, project, label)
-        classes = labeling._Classes.of(project)
+        classes = labeling.ProjectClasses.of(project)
         return BoxLabelResult(
-            label=labeling._label_view(label, classes, None),
+            label=labeling.label_view(label, classes, None),
             boxes=[_box_view(box, classes) for box in label.boxes],
             item_status=item.status,
             training_job_id=job.id if job is not None else None,
@@ -289,7 +289,7 @@ def item_boxes(
         require_detection(project)
         item = repo.get_item(session, project_id, item_id)
         width, height = image_size(item)
-        classes = labeling._Classes.of(project)
+        classes = labeling.ProjectClasses.of(project)
         rows = session.execute(
             select(Label, ModelVersion.version)
             .outerjoin(ModelVersion, ModelVersion.id == Label.model_version_id)
@@ -298,7 +298,7 @@ def item_boxes(
         ).all()
         labels = [
             LabelBoxes(
-                label=labeling._label_view(label, classes, version),
+                label=labeling.label_view(label, classes, version),
                 boxes=[_box_view(box, classes) for box in label.boxes],
             )
             for label, version in rows
@@ -315,7 +315,7 @@ def item_boxes(
 
 
 def _prelabel(
-    session: Session, classes: labeling._Classes, item_id: int, min_score: float
+    session: Session, classes: labeling.ProjectClasses, item_id: int, min_score: float
 ) -> Prelabel | None:
     row = session.execute(
         select(Prediction.boxes, Prediction.model_version_id, ModelVersion.version)
@@ -333,7 +333,7 @@ def _prelabel(
 
 
 def predicted_boxes(
-    classes: labeling._Classes, raw: Any, *, min_score: float = PRELABEL_MIN_SCORE
+    classes: labeling.ProjectClasses, raw: Any, *, min_score: float = PRELABEL_MIN_SCORE
 ) -> list[BoxView]:
     """A prediction's stored boxes (``prediction.boxes``) scoring at least ``min_score``, best
     first; boxes of a class deleted since the prediction are left out."""
@@ -353,14 +353,14 @@ def predicted_boxes(
 
 
 def _label_boxes(session: Session, project: Project, label_id: int) -> list[BoxView]:
-    classes = labeling._Classes.of(project)
+    classes = labeling.ProjectClasses.of(project)
     rows = session.scalars(
         select(LabelBox).where(LabelBox.label_id == label_id).order_by(LabelBox.id)
     )
     return [_box_view(box, classes) for box in rows]
 
 
-def _box_view(box: LabelBox, classes: labeling._Classes) -> BoxView:
+def _box_view(box: LabelBox, classes: labeling.ProjectClasses) -> BoxView:
     return BoxView(
         class_id=box.class_id,
         name=classes.ref(box.class_id).name,

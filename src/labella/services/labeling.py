@@ -198,7 +198,7 @@ def next_batch(
                 _LEASE, {"ids": ids, "lease_until": lease_until, "leased_by": annotator}
             )
         rows = {row.id: row for row in session.execute(_QUEUE_ROWS, {"ids": ids})}
-        classes = _Classes.load(session, project_id)
+        classes = ProjectClasses.load(session, project_id)
         head_classes = _head_classes(
             session, {row.model_version_id for row in rows.values() if row.model_version_id}
         )
@@ -324,7 +324,7 @@ _QUEUE_ROWS = (
 def _queue_item(
     row: Any,
     strategy: str,
-    classes: _Classes,
+    classes: ProjectClasses,
     head_classes: dict[int, list[int]],
     lease_until: datetime,
 ) -> QueueItem:
@@ -419,8 +419,8 @@ def _record_answer(
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
         resolved = resolve_classes(project, classes) if classes is not None else []
-        item = _lock_item(session, project_id, item_id)
-        replayed = _replayed_result(session, project, item, request_id)
+        item = lock_item(session, project_id, item_id)
+        replayed = replayed_result(session, project, item, request_id)
         if replayed is not None:
             return replayed
         # overlap (services.assignment): the answer is one of several that decide the label
@@ -440,11 +440,11 @@ def _record_answer(
             if decided is not None and not decided.skipped:
                 job = maybe_schedule_training(session, project)
             return LabelResult(
-                label=_label_view(outcome.answer, _Classes.of(project), None),
+                label=label_view(outcome.answer, ProjectClasses.of(project), None),
                 item_status=outcome.item_status,
                 training_job_id=job.id if job is not None else None,
             )
-        label = _replace_current_label(
+        label = replace_current_label(
             session,
             item,
             Label(
@@ -466,7 +466,7 @@ def _record_answer(
 
             maybe_sample_work(session, project, label)
         return LabelResult(
-            label=_label_view(label, _Classes.of(project), None),
+            label=label_view(label, ProjectClasses.of(project), None),
             item_status=item.status,
             training_job_id=job.id if job is not None else None,
         )
@@ -484,7 +484,7 @@ def item_history(
     with db.reader() as session:
         project = repo.get_project(session, project_id)
         item = repo.get_item(session, project_id, item_id)
-        classes = _Classes.of(project)
+        classes = ProjectClasses.of(project)
         query = (
             select(Label, ModelVersion.version)
             .outerjoin(ModelVersion, ModelVersion.id == Label.model_version_id)
@@ -494,7 +494,7 @@ def item_history(
         if only_answers_of is not None:
             query = query.where(visible_answer_filter(only_answers_of))
         rows = session.execute(query).all()
-        labels = [_label_view(label, classes, version) for label, version in rows]
+        labels = [label_view(label, classes, version) for label, version in rows]
         prediction_row = session.execute(
             select(
                 Prediction.probs,
@@ -558,7 +558,7 @@ def clean_annotator(annotator: str) -> str:
     return name
 
 
-def _replayed_result(
+def replayed_result(
     session: Session, project: Project, item: Item, request_id: str | None
 ) -> LabelResult | None:
     """The result of an earlier request with the same key for this item, if there was one."""
@@ -570,13 +570,13 @@ def _replayed_result(
     if earlier is None:
         return None
     return LabelResult(
-        label=_label_view(earlier, _Classes.of(project), None),
+        label=label_view(earlier, ProjectClasses.of(project), None),
         item_status=item.status,
         training_job_id=None,
     )
 
 
-def _lock_item(session: Session, project_id: int, item_id: int) -> Item:
+def lock_item(session: Session, project_id: int, item_id: int) -> Item:
     # FOR UPDATE (PostgreSQL; SQLite's write transaction is already exclusive) so that two labels
     # for one item, or a label racing an auto-label, cannot both become current
     item = session.scalar(select(Item).where(Item.id == item_id).with_for_update())
@@ -585,7 +585,7 @@ def _lock_item(session: Session, project_id: int, item_id: int) -> Item:
     return item
 
 
-def _replace_current_label(session: Session, item: Item, label: Label, *, status: str) -> Label:
+def replace_current_label(session: Session, item: Item, label: Label, *, status: str) -> Label:
     now = utcnow()
     session.execute(
         update(Label)
@@ -605,21 +605,21 @@ def _replace_current_label(session: Session, item: Item, label: Label, *, status
 
 # -- shaping ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Classes:
+class ProjectClasses:
     """A project's classes by id, for naming and ordering the classes of labels and predictions."""
 
     names: dict[int, str]
     positions: dict[int, int]
 
     @classmethod
-    def of(cls, project: Project) -> _Classes:
+    def of(cls, project: Project) -> ProjectClasses:
         return cls(
             names={c.id: c.name for c in project.classes},
             positions={c.id: c.position for c in project.classes},
         )
 
     @classmethod
-    def load(cls, session: Session, project_id: int) -> _Classes:
+    def load(cls, session: Session, project_id: int) -> ProjectClasses:
         rows = session.execute(
             select(LabelClass.id, LabelClass.name, LabelClass.position).where(
                 LabelClass.project_id == project_id
@@ -641,7 +641,7 @@ class _Classes:
 
 
 def _prediction_view(
-    classes: _Classes, row: Any, head_classes: dict[int, list[int]]
+    classes: ProjectClasses, row: Any, head_classes: dict[int, list[int]]
 ) -> PredictionView:
     """``row`` has probs, predicted, confidence, model_version_id, boxes and version."""
     # probs[j] belongs to the j-th class id the model version was trained with; a class added
@@ -661,7 +661,7 @@ def _prediction_view(
     )
 
 
-def _predicted_boxes(classes: _Classes, raw: Any) -> list[Any] | None:
+def _predicted_boxes(classes: ProjectClasses, raw: Any) -> list[Any] | None:
     if raw is None:  # a classifier's prediction
         return None
     from labella.services.box_labeling import predicted_boxes
@@ -682,7 +682,7 @@ def _head_classes(session: Session, model_version_ids: set[int]) -> dict[int, li
     }
 
 
-def _label_view(label: Label, classes: _Classes, version: int | None) -> LabelView:
+def label_view(label: Label, classes: ProjectClasses, version: int | None) -> LabelView:
     return LabelView(
         id=label.id,
         item_id=label.item_id,

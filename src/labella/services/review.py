@@ -226,7 +226,7 @@ def resolve_flag(
                 "(PUT /api/projects/{id}/items/{item_id}/boxes), not by classes"
             )
         flag = _lock_open_flag(session, project_id, flag_id)
-        item = labeling._lock_item(session, project_id, flag.item_id)
+        item = labeling.lock_item(session, project_id, flag.item_id)
         _check_still_in_question(session, flag, item)
         if new_status == FlagStatus.KEPT:
             if flag.label_id is None:
@@ -276,7 +276,7 @@ def _write_decision(
         old_skipped = session.scalar(select(Label.skipped).where(Label.id == flag.label_id))
         if not old_skipped and {cls.id for cls in resolved} == old_ids:
             raise InvalidInput("the new classes equal the label in question; approve it instead")
-    label = labeling._replace_current_label(
+    label = labeling.replace_current_label(
         session,
         item,
         Label(
