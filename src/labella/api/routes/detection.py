@@ -4,7 +4,7 @@ export the current boxes as Pascal VOC, COCO, YOLO or CSV."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from labella.api.deps import DbDep, SettingsDep
+from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport
 from labella.api.schemas import ImageImportReportOut
 from labella.errors import InvalidInput, PayloadTooLarge
@@ -23,27 +24,10 @@ router = APIRouter(prefix="/api/projects/{project_id}/detections", tags=["object
 MULTIPART_ALLOWANCE = 64 * 1024
 MAX_FILES = 20_000
 
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Images, Pascal VOC .xml, COCO .json, YOLO .txt with "
-                            "classes.txt or data.yaml, or zip archives of them",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+_UPLOAD_BODY = multipart_files_body(
+    "Images, Pascal VOC .xml, COCO .json, YOLO .txt with classes.txt or data.yaml, or zip "
+    "archives of them"
+)
 
 
 class BadAnnotationOut(BaseModel):

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport, ViewProject
 from labella.api.schemas import FolderImportIn, ImageImportReportOut
 from labella.errors import InvalidInput, PayloadTooLarge
@@ -33,43 +34,27 @@ _FALSE = {"0", "false", "no", "off"}
 # still sent so that a client can revalidate cheaply after max-age.
 CACHE_CONTROL = "private, max-age=86400"
 
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Images (JPEG, PNG, WebP, BMP), zip archives of "
-                            "images (a subfolder per class labels them), or CSV/TSV/JSONL "
-                            "listings of image paths on the server",
-                        },
-                        "labels": {
-                            "type": "string",
-                            "description": "Class name(s), '|'-separated, for every image "
-                            "that gets no label from its source",
-                        },
-                        "labels_from_folders": {"type": "boolean", "default": True},
-                        "base_dir": {
-                            "type": "string",
-                            "description": "Server folder that a listing's relative paths "
-                            "start from (inside LABELLA_IMPORT_ROOTS or the data dir)",
-                        },
-                        "path_field": {"type": "string"},
-                        "label_field": {"type": "string"},
-                        "id_field": {"type": "string"},
-                        "label_separator": {"type": "string", "default": "|"},
-                    },
-                }
-            }
+_UPLOAD_BODY = multipart_files_body(
+    "Images (JPEG, PNG, WebP, BMP), zip archives of images (a subfolder per class labels them), "
+    "or CSV/TSV/JSONL listings of image paths on the server",
+    {
+        "labels": {
+            "type": "string",
+            "description": "Class name(s), '|'-separated, for every image that gets no label "
+            "from its source",
         },
-    }
-}
+        "labels_from_folders": {"type": "boolean", "default": True},
+        "base_dir": {
+            "type": "string",
+            "description": "Server folder that a listing's relative paths start from (inside "
+            "LABELLA_IMPORT_ROOTS or the data dir)",
+        },
+        "path_field": {"type": "string"},
+        "label_field": {"type": "string"},
+        "id_field": {"type": "string"},
+        "label_separator": {"type": "string", "default": "|"},
+    },
+)
 
 
 @router.post(
