@@ -176,7 +176,29 @@ def _check_array(
         raise ValueError(f"PoolView.{name} must be {expected}, got dtype {value.dtype}")
 
 
-class QueryStrategy(ABC):
+class KeywordParams:
+    """Hyperparameters as keyword-only ``__init__`` arguments stored under the same attribute
+    names: what the strategy registries use to list, clone and print a strategy."""
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of the keyword-only hyperparameters of ``__init__``."""
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+class QueryStrategy(KeywordParams, ABC):
     """Chooses which unlabeled items to send to annotators next.
 
     Subclasses set ``name`` and ``requires``, take their hyperparameters as keyword-only
@@ -203,30 +225,12 @@ class QueryStrategy(ABC):
             IncompatiblePoolError: a single-label strategy got a multi-label pool or vice versa.
             EmptyPoolError: every item of the pool is labeled.
         """
-        n = _check_batch_size(n)
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(
-                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                f"got {type(rng).__name__}"
-            )
+        n = check_batch_request(n, rng)
         self.check_pool(pool)
-        n_unlabeled = pool.n_unlabeled
-        if n_unlabeled == 0:
-            detail = (
-                "the pool is empty"
-                if pool.n_items == 0
-                else f"all {pool.n_items} items in the pool are labeled"
-            )
-            raise EmptyPoolError(f"no unlabeled items left to query: {detail}")
-        n_take = min(n, n_unlabeled)
+        n_take = check_pool_has_unlabeled(pool.n_items, pool.n_unlabeled, n)
         if n_take == 0:
             return np.empty(0, dtype=np.int64)
-        picked = np.asarray(self._select(pool, n_take, rng), dtype=np.int64)
-        if picked.shape != (n_take,):
-            raise RuntimeError(
-                f"strategy '{self.name}' returned {picked.shape} indices, expected ({n_take},)"
-            )
-        return picked
+        return check_picked(self.name, self._select(pool, n_take, rng), n_take)
 
     def check_pool(self, pool: PoolView) -> None:
         """Raise if ``pool`` lacks a required input or has the wrong label mode."""
@@ -251,23 +255,6 @@ class QueryStrategy(ABC):
     @abstractmethod
     def _select(self, pool: PoolView, n: int, rng: np.random.Generator) -> np.ndarray:
         """Pick ``n`` (``1 <= n <= pool.n_unlabeled``) unlabeled indices, best first."""
-
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of the keyword-only hyperparameters of ``__init__``."""
-        signature = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in signature.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
 
 class UncertaintyStrategy(QueryStrategy):
@@ -295,10 +282,50 @@ class UncertaintyStrategy(QueryStrategy):
         )
 
 
-def _check_batch_size(n: int) -> int:
+# The checks of a ``select(pool, n, rng=...)`` call that do not depend on the pool's layout, shared
+# with the detection strategies (labella.strategies.detection), whose ragged pools are no PoolView.
+
+
+def check_batch_request(n: int, rng: np.random.Generator) -> int:
+    """Validate the batch size ``n`` (a non-negative integer) and ``rng``; return ``n`` as an int.
+
+    Raises:
+        TypeError: ``n`` is not an integer (bools included) or ``rng`` is not a Generator.
+        ValueError: ``n`` is negative.
+    """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"batch size n must be an integer, got {type(n).__name__}")
     n = int(n)
     if n < 0:
         raise ValueError(f"batch size n must be >= 0, got {n}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+            f"got {type(rng).__name__}"
+        )
     return n
+
+
+def check_pool_has_unlabeled(n_items: int, n_unlabeled: int, n: int, *, unit: str = "items") -> int:
+    """How many of the ``n`` asked for a strategy should pick: ``min(n, n_unlabeled)``.
+
+    Raises:
+        EmptyPoolError: nothing is left to pick (``unit`` names what the pool holds in the
+            message: "items", "images").
+    """
+    if n_unlabeled == 0:
+        detail = (
+            "the pool is empty" if n_items == 0 else f"all {n_items} {unit} in the pool are labeled"
+        )
+        raise EmptyPoolError(f"no unlabeled {unit} left to query: {detail}")
+    return min(n, n_unlabeled)
+
+
+def check_picked(name: str, picked: Any, n_take: int) -> np.ndarray:
+    """``picked`` as ``int64``, after checking a strategy returned exactly ``n_take`` indices."""
+    picked = np.asarray(picked, dtype=np.int64)
+    if picked.shape != (n_take,):
+        raise RuntimeError(
+            f"strategy '{name}' returned {picked.shape} indices, expected ({n_take},)"
+        )
+    return picked

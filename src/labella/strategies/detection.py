@@ -7,7 +7,7 @@ saying where each image's boxes start (the CSR layout: image ``i`` owns
 ``box_scores[offsets[i]:offsets[i + 1]]``). The classification :class:`~labella.strategies.PoolView`
 has one row per item and cannot hold that, so detection strategies have their own small registry
 (:func:`get_detection_strategy`) and conformance suite; they reuse the classification strategies'
-errors, top-k selection and cluster round-robin.
+errors, request checks, hyperparameter handling, top-k selection and cluster round-robin.
 
 Informativeness of an image (:func:`image_informativeness`), after Brust et al., "Active Learning
 for Deep Object Detection" (VISAPP 2019), who score each detection's uncertainty and aggregate it
@@ -43,7 +43,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from labella.strategies._arrays import select_top_scores, top_k_indices
-from labella.strategies.base import EmptyPoolError, _check_batch_size
+from labella.strategies.base import (
+    KeywordParams,
+    check_batch_request,
+    check_picked,
+    check_pool_has_unlabeled,
+)
 from labella.strategies.cluster_margin import round_robin_by_cluster
 from labella.strategies.registry import UnknownStrategyError
 
@@ -246,7 +251,7 @@ def image_informativeness(
 # -- strategies -----------------------------------------------------------------------------------
 
 
-class DetectionStrategy(ABC):
+class DetectionStrategy(KeywordParams, ABC):
     """Chooses which unlabeled images to send to annotators next, from a :class:`DetectionPool`.
 
     The detection counterpart of :class:`~labella.strategies.QueryStrategy`: keyword-only
@@ -263,30 +268,13 @@ class DetectionStrategy(ABC):
         Raises:
             EmptyPoolError: every image of the pool is labeled (or there is none).
         """
-        n = _check_batch_size(n)
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(
-                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                f"got {type(rng).__name__}"
-            )
+        n = check_batch_request(n, rng)
         if not isinstance(pool, DetectionPool):
             raise TypeError(f"pool must be a DetectionPool, got {type(pool).__name__}")
-        if pool.n_unlabeled == 0:
-            detail = (
-                "the pool is empty"
-                if pool.n_items == 0
-                else f"all {pool.n_items} images in the pool are labeled"
-            )
-            raise EmptyPoolError(f"no unlabeled images left to query: {detail}")
-        n_take = min(n, pool.n_unlabeled)
+        n_take = check_pool_has_unlabeled(pool.n_items, pool.n_unlabeled, n, unit="images")
         if n_take == 0:
             return np.empty(0, dtype=np.int64)
-        picked = np.asarray(self._select(pool, n_take, rng), dtype=np.int64)
-        if picked.shape != (n_take,):
-            raise RuntimeError(
-                f"strategy '{self.name}' returned {picked.shape} indices, expected ({n_take},)"
-            )
-        return picked
+        return check_picked(self.name, self._select(pool, n_take, rng), n_take)
 
     @abstractmethod
     def _select(self, pool: DetectionPool, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -295,22 +283,6 @@ class DetectionStrategy(ABC):
     def scores(self, pool: DetectionPool) -> np.ndarray:
         """float32 ``(n_images,)`` informativeness, higher first (constant for random)."""
         return np.zeros(pool.n_items, dtype=np.float32)
-
-    @classmethod
-    def param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in signature.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
 
 _DETECTION_REGISTRY: dict[str, type[DetectionStrategy]] = {}
