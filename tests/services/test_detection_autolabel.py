@@ -313,7 +313,16 @@ def test_apply_writes_model_labels_with_scored_boxes(db: Database, world: World)
     assert status[pool["one doubtful"]] == ItemStatus.UNLABELED.value
     assert status[pool["eval unlabeled"]] == ItemStatus.UNLABELED.value  # kept for humans
     assert len(events) == 1 and events[0].actor == "manager"
-    assert events[0].detail is not None and events[0].detail["boxes"] == 2
+    assert events[0].detail == {
+        "kind": "object_detection",
+        "target_precision": 0.95,
+        "threshold": result.threshold,
+        "floor": 0.3,
+        "include_empty": True,
+        "labeled": 4,
+        "boxes": 2,
+        "model_version": result.model_version,
+    }
     again = detection_autolabel.apply(db, pid, target_precision=0.95)
     assert again.labeled == 0  # already labeled by this version
 

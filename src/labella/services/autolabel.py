@@ -23,23 +23,21 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, true
 from sqlalchemy.orm import Session
 
 from labella.errors import Conflict, InvalidInput, NotReady
+from labella.services import labeling
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
     Item,
     ItemStatus,
     Label,
-    LabelSource,
-    LabelValue,
     ModelVersion,
     Prediction,
     Project,
     ProjectKind,
-    utcnow,
 )
 
 DEFAULT_CHUNK = 5000
@@ -110,29 +108,23 @@ def apply(
         if last_seen is None:
             break
         after = last_seen
-    _record_run(db, project_id, actor, {"threshold": threshold}, labeled, version)
+    _record_run(
+        db,
+        project_id,
+        actor,
+        {"threshold": threshold, "labeled": labeled, "model_version": version},
+    )
     return AutolabelResult(threshold=threshold, labeled=labeled, model_version=version)
 
 
-def _record_run(
-    db: Database,
-    project_id: int,
-    actor: str,
-    asked: dict[str, float],
-    labeled: int,
-    version: int,
-) -> None:
+def _record_run(db: Database, project_id: int, actor: str, detail: dict[str, Any]) -> None:
     # The labels themselves are in the label history (source model, with their model version);
-    # this records who started the run and with what setting.
+    # this records who started the run (classification or detection) and with what setting.
     from labella.services import audit
 
     with db.transaction() as session:
         audit.record(
-            session,
-            actor=actor,
-            action="autolabel.run",
-            project_id=project_id,
-            detail={**asked, "labeled": labeled, "model_version": version},
+            session, actor=actor, action="autolabel.run", project_id=project_id, detail=detail
         )
 
 
@@ -165,48 +157,20 @@ def _label_chunk(
         return 0, None
     last_seen = int(rows[-1].item_id)
     rows = [row for row in rows if _all_known([int(c) for c in row.predicted or []], known)]
-    if not rows:
-        return 0, last_seen
-    item_ids = [int(row.item_id) for row in rows]
-    now = utcnow()
-    session.execute(
-        update(Label)
-        .where(Label.item_id.in_(item_ids), Label.is_current.is_(True))
-        .values(is_current=False, superseded_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    new_labels = session.execute(
-        insert(Label).returning(Label.id, Label.item_id, sort_by_parameter_order=True),
+    labeling.write_model_labels(
+        session,
+        project_id,
+        model_version_id,
         [
-            {
-                "project_id": project_id,
-                "item_id": int(row.item_id),
-                "source": LabelSource.MODEL.value,
-                "skipped": False,
-                "annotator": None,
-                "model_version_id": model_version_id,
-                "confidence": float(row.confidence),
-                "is_current": True,
-                "created_at": now,
-            }
+            labeling.ModelLabel(
+                item_id=int(row.item_id),
+                confidence=float(row.confidence),
+                class_ids=[int(c) for c in row.predicted or []],
+            )
             for row in rows
         ],
-    ).all()
-    predicted = {int(row.item_id): row.predicted for row in rows}
-    values = [
-        {"label_id": int(label_id), "class_id": int(class_id)}
-        for label_id, item_id in new_labels
-        for class_id in dict.fromkeys(predicted[int(item_id)] or [])
-    ]
-    if values:
-        session.execute(insert(LabelValue), values)
-    session.execute(
-        update(Item)
-        .where(Item.id.in_(item_ids))
-        .values(status=ItemStatus.AUTO.value, lease_until=None, leased_by=None)
-        .execution_options(synchronize_session=False)
     )
-    return len(item_ids), last_seen
+    return len(rows), last_seen
 
 
 def _candidates(project_id: int, model_version_id: int, threshold: float) -> Select[Any]:
@@ -405,9 +369,12 @@ def apply_precision(
         db,
         project_id,
         actor,
-        {"target_precision": target_precision, "threshold": plan.threshold or 1.0},
-        labeled,
-        plan.model_version,
+        {
+            "target_precision": target_precision,
+            "threshold": plan.threshold or 1.0,
+            "labeled": labeled,
+            "model_version": plan.model_version,
+        },
     )
     return AutolabelResult(
         threshold=plan.threshold if plan.threshold is not None else 1.0,

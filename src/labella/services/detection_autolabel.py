@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labella.errors import Conflict, InvalidInput, NotReady
-from labella.services.autolabel import _candidates, _check_target, _latest_model
+from labella.services import labeling
+from labella.services.autolabel import _candidates, _check_target, _latest_model, _record_run
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -45,12 +46,10 @@ from labella.storage.models import (
     Label,
     LabelBox,
     LabelSource,
-    LabelValue,
     ModelVersion,
     Prediction,
     Project,
     ProjectKind,
-    utcnow,
 )
 
 DEFAULT_FLOOR = 0.3
@@ -242,7 +241,21 @@ def apply(
             )
         labeled += done
         boxes += n_boxes
-    _record_run(db, project_id, actor, plan, labeled, boxes)
+    _record_run(
+        db,
+        project_id,
+        actor,
+        {
+            "kind": ProjectKind.OBJECT_DETECTION.value,
+            "target_precision": plan.target_precision,
+            "threshold": plan.threshold,
+            "floor": plan.floor,
+            "include_empty": plan.include_empty,
+            "labeled": labeled,
+            "boxes": boxes,
+            "model_version": plan.model_version,
+        },
+    )
     return DetectionAutolabelResult(
         target_precision=plan.target_precision,
         threshold=plan.threshold,
@@ -430,81 +443,22 @@ def _label_chunk(
         .with_for_update(of=Item)
     ).all()
     chosen = _qualifying(rows, threshold, floor, known, include_empty=include_empty)
-    if not chosen:
-        return 0, 0
-    ids = [item_id for item_id, _ in chosen]
-    now = utcnow()
-    session.execute(
-        update(Label)
-        .where(Label.item_id.in_(ids), Label.is_current.is_(True))
-        .values(is_current=False, superseded_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    n_boxes = 0
-    for item_id, boxes in chosen:
-        label = Label(
-            project_id=project_id,
-            item_id=item_id,
-            source=LabelSource.MODEL.value,
-            skipped=False,
-            annotator=None,
-            model_version_id=model_version_id,
-            # how sure the detector is of its least sure box; nothing found: the image itself
-            confidence=min((float(b["score"]) for b in boxes), default=1.0),
-            is_current=True,
-            created_at=now,
-        )
-        label.boxes = [
-            LabelBox(
-                class_id=int(b["class_id"]),
-                x_min=float(b["x_min"]),
-                y_min=float(b["y_min"]),
-                x_max=float(b["x_max"]),
-                y_max=float(b["y_max"]),
-                score=float(b["score"]),
+    labeling.write_model_labels(
+        session,
+        project_id,
+        model_version_id,
+        [
+            labeling.ModelLabel(
+                item_id=item_id,
+                # how sure the detector is of its least sure box; nothing found: the image itself
+                confidence=min((float(b["score"]) for b in boxes), default=1.0),
+                class_ids=sorted({int(b["class_id"]) for b in boxes}),
+                boxes=boxes,
             )
-            for b in boxes
-        ]
-        label.values = [LabelValue(class_id=c) for c in sorted({int(b["class_id"]) for b in boxes})]
-        session.add(label)
-        n_boxes += len(boxes)
-    session.execute(
-        update(Item)
-        .where(Item.id.in_(ids))
-        .values(status=ItemStatus.AUTO.value, lease_until=None, leased_by=None)
-        .execution_options(synchronize_session=False)
+            for item_id, boxes in chosen
+        ],
     )
-    session.flush()
-    return len(ids), n_boxes
-
-
-def _record_run(
-    db: Database,
-    project_id: int,
-    actor: str,
-    plan: DetectionAutolabelPreview,
-    labeled: int,
-    boxes: int,
-) -> None:
-    from labella.services import audit
-
-    with db.transaction() as session:
-        audit.record(
-            session,
-            actor=actor,
-            action="autolabel.run",
-            project_id=project_id,
-            detail={
-                "kind": ProjectKind.OBJECT_DETECTION.value,
-                "target_precision": plan.target_precision,
-                "threshold": plan.threshold,
-                "floor": plan.floor,
-                "include_empty": plan.include_empty,
-                "labeled": labeled,
-                "boxes": boxes,
-                "model_version": plan.model_version,
-            },
-        )
+    return len(chosen), sum(len(boxes) for _, boxes in chosen)
 
 
 # -- checks ---------------------------------------------------------------------------------------

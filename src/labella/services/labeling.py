@@ -14,12 +14,22 @@ row, so changing a label keeps the history (who, when, human or model, which mod
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
@@ -30,6 +40,7 @@ from labella.storage.models import (
     Item,
     ItemStatus,
     Label,
+    LabelBox,
     LabelClass,
     LabelSource,
     LabelValue,
@@ -601,6 +612,80 @@ def replace_current_label(session: Session, item: Item, label: Label, *, status:
     item.leased_by = None
     session.flush()
     return label
+
+
+@dataclass(frozen=True)
+class ModelLabel:
+    """One auto-label to write: the model's classes for an item (and, for a detector, its boxes:
+    dicts with ``class_id``, ``x_min``, ``y_min``, ``x_max``, ``y_max`` and ``score``)."""
+
+    item_id: int
+    confidence: float
+    class_ids: Sequence[int]
+    boxes: Sequence[Mapping[str, Any]] = ()
+
+
+def write_model_labels(
+    session: Session, project_id: int, model_version_id: int, labels: Sequence[ModelLabel]
+) -> None:
+    """Make each of ``labels`` its item's current ``model`` label and the item ``auto``.
+
+    The caller has locked the items (``with_for_update(of=Item)``) and re-checked under that lock
+    that they are still open (unlabeled, or auto-labeled by an older version), so a human label
+    that arrived meanwhile is never superseded. Bulk statements, not ORM objects: an auto-label
+    run writes thousands of labels per chunk.
+    """
+    if not labels:
+        return
+    item_ids = [label.item_id for label in labels]
+    now = utcnow()
+    session.execute(
+        update(Label)
+        .where(Label.item_id.in_(item_ids), Label.is_current.is_(True))
+        .values(is_current=False, superseded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    label_ids = session.scalars(
+        insert(Label).returning(Label.id, sort_by_parameter_order=True),
+        [
+            {
+                "project_id": project_id,
+                "item_id": label.item_id,
+                "source": LabelSource.MODEL.value,
+                "skipped": False,
+                "annotator": None,
+                "model_version_id": model_version_id,
+                "confidence": label.confidence,
+                "is_current": True,
+                "created_at": now,
+            }
+            for label in labels
+        ],
+    ).all()
+    boxes = [
+        {
+            "label_id": label_id,
+            "class_id": int(box["class_id"]),
+            **{key: float(box[key]) for key in ("x_min", "y_min", "x_max", "y_max", "score")},
+        }
+        for label_id, label in zip(label_ids, labels, strict=True)
+        for box in label.boxes
+    ]
+    if boxes:
+        session.execute(insert(LabelBox), boxes)
+    values = [
+        {"label_id": label_id, "class_id": int(class_id)}
+        for label_id, label in zip(label_ids, labels, strict=True)
+        for class_id in dict.fromkeys(label.class_ids)
+    ]
+    if values:
+        session.execute(insert(LabelValue), values)
+    session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids))
+        .values(status=ItemStatus.AUTO.value, lease_until=None, leased_by=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 # -- shaping ---------------------------------------------------------------------------------------
