@@ -42,6 +42,7 @@ from labella.errors import InvalidInput, NotFound, NotReady
 from labella.jobs import queue
 from labella.jobs.runtime import JobContext, executor
 from labella.services.encoding import ProgressReporter, _no_progress, resume_note
+from labella.services.training import TrainingStages, TrainResult, _json_safe
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -545,64 +546,12 @@ def evaluate(
 
 
 @dataclass(frozen=True)
-class DetectorTrainResult:
-    model_version_id: int
-    version: int
-    n_labels: int
-    metrics: dict[str, Any]
-    n_predicted: int
-    n_ranked: int
-    seconds: float
-    reused: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model_version_id": self.model_version_id,
-            "version": self.version,
-            "n_labels": self.n_labels,
-            "map50": self.metrics.get("map50"),
-            "map50_95": self.metrics.get("map50_95"),
-            "evaluated_on": self.metrics.get("evaluated_on"),
-            "n_predicted": self.n_predicted,
-            "n_ranked": self.n_ranked,
-            "seconds": round(self.seconds, 3),
-        }
+class DetectorTrainResult(TrainResult):
+    summary_metrics: ClassVar[tuple[str, ...]] = ("map50", "map50_95", "evaluated_on")
 
 
-class _Stages:
-    """Maps each stage's own (done, total) onto one 0..100 progress scale."""
-
-    weights: ClassVar[dict[str, int]] = {"load": 5, "fit": 60, "evaluate": 5, "predict": 25}
-
-    def __init__(self, progress: ProgressReporter, note: str) -> None:
-        self.progress = progress
-        self.note = note
-
-    def _offset(self, stage: str) -> int:
-        total = 0
-        for name, weight in self.weights.items():
-            if name == stage:
-                return total
-            total += weight
-        return 100 - 5  # ranking: the last 5
-
-    def begin(self, stage: str, message: str) -> None:
-        self.progress(self._offset(stage), 100, f"{self.note}{message}", force=True)
-
-    def within(self, stage: str, message: str) -> Progress:
-        offset, weight = self._offset(stage), self.weights[stage]
-
-        def report(done: int, total: int) -> None:
-            fraction = done / total if total else 1.0
-            self.progress(offset + int(weight * fraction), 100, f"{self.note}{message}")
-
-        return report
-
-
-def _json_safe(value: Any) -> Any:
-    from labella.services.training import _json_safe as safe
-
-    return safe(value)
+# ranking, which has no progress of its own, takes the last 5
+_STAGES = {"load": 5, "fit": 60, "evaluate": 5, "predict": 25, "rank": 5}
 
 
 def _store_version(
@@ -651,7 +600,7 @@ def train_detector_project(
     from labella.services import evaluation
 
     started = time.perf_counter()
-    stages = _Stages(progress, note)
+    stages = TrainingStages(progress, note, weights=_STAGES)
     stages.begin("load", "loading the labeled images")
     with db.reader() as session:
         project = repo.get_project(session, project_id)

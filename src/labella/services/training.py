@@ -569,6 +569,9 @@ def predict_missing(
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a training job reports; the detector's (services.detection_training) has this shape
+    too, with its own headline metrics."""
+
     model_version_id: int
     version: int
     n_labels: int
@@ -577,35 +580,32 @@ class TrainResult:
     n_ranked: int
     seconds: float
     reused: bool = False
+    # the entries of ``metrics`` the job's result shows
+    summary_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
 
     def as_dict(self) -> dict[str, Any]:
-        metrics = self.metrics
         return {
             "model_version_id": self.model_version_id,
             "version": self.version,
             "n_labels": self.n_labels,
-            "accuracy": metrics.get("accuracy"),
-            "macro_f1": metrics.get("macro_f1"),
+            **{key: self.metrics.get(key) for key in self.summary_metrics},
             "n_predicted": self.n_predicted,
             "n_ranked": self.n_ranked,
             "seconds": round(self.seconds, 3),
         }
 
 
-class _Stages:
-    """Maps each stage's own (done, total) onto one 0..100 progress scale."""
+_STAGES = {"load": 5, "evaluate": 30, "fit": 10, "predict": 45, "rank": 10}
 
-    weights: ClassVar[dict[str, int]] = {
-        "load": 5,
-        "evaluate": 30,
-        "fit": 10,
-        "predict": 45,
-        "rank": 10,
-    }
 
-    def __init__(self, progress: ProgressReporter, note: str) -> None:
+class TrainingStages:
+    """Maps each stage's own (done, total) onto one 0..100 progress scale: ``weights`` lists the
+    stages in order with their share of it (a classifier's or a detector's training)."""
+
+    def __init__(self, progress: ProgressReporter, note: str, *, weights: dict[str, int]) -> None:
         self.progress = progress
         self.note = note
+        self.weights = weights
 
     def begin(self, stage: str, message: str) -> None:
         self.progress(self._offset(stage), 100, f"{self.note}{message}", force=True)
@@ -629,7 +629,7 @@ class _Stages:
 
 
 def _fit_model(
-    rows: LabeledRows, X: np.ndarray, project: Project, settings: Settings, stages: _Stages
+    rows: LabeledRows, X: np.ndarray, project: Project, settings: Settings, stages: TrainingStages
 ) -> tuple[Any, dict[str, Any]]:
     from labella.learners.evaluation import cross_validated_metrics
     from labella.learners.heads import make_head
@@ -746,7 +746,7 @@ def train_project(
     from labella.services.ranking import rank_project
 
     started = time.perf_counter()
-    stages = _Stages(progress, note)
+    stages = TrainingStages(progress, note, weights=_STAGES)
     stages.begin("load", "loading labels and embeddings")
     evaluation.ensure_eval_sample(db, settings, project_id)
     with db.reader() as session:
