@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     eval_every: int = Field(
         default=5, ge=0, description="Serve one evaluation-sample item every this many; 0: never"
     )
+    auto_finetune_at: int = Field(
+        default=250,
+        ge=0,
+        le=1_000_000,
+        description="Human labels at which a new text-classification project fine-tunes its "
+        "encoder by itself (again each time the labels double); 0: never",
+    )
 
     cookie_secure: bool | None = Field(
         default=None,

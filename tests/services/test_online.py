@@ -183,7 +183,7 @@ def test_the_fast_lane_runs_online_updates_while_the_main_lane_is_busy(
     # a training is queued first (the main lane's), then a label queues an online update
     training.request_training(db, corpus.id)
     corpus.label(unlabeled_in(corpus, "finance", labeled)[0])
-    main_lane, fast_lane = DEFAULT_LANES
+    main_lane, fast_lane, _finetune_lane = DEFAULT_LANES
 
     assert worker.run_once(fast_lane)
     assert [j.status for j in jobs_of(db, corpus.id, ONLINE_JOB)] == [JobStatus.SUCCEEDED]

@@ -53,6 +53,14 @@ class ProjectCreate(BaseModel):
         description="A registered encoder for the kind (plug-ins included); default "
         "all-MiniLM-L6-v2 for texts, efficientnet-lite0 for images",
     )
+    auto_finetune_at: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Human labels at which the encoder fine-tunes itself (again each time they "
+        "double); 0: never. Default LABELLA_AUTO_FINETUNE_AT (250) for single-label text "
+        "projects, 0 otherwise",
+    )
 
 
 class ProjectPatch(BaseModel):
@@ -77,6 +85,13 @@ class ProjectPatch(BaseModel):
         "encoder after a fine-tuning; items are re-encoded (cached vectors are reused) and a "
         "training on the new vectors is queued",
     )
+    auto_finetune_at: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Human labels at which the encoder fine-tunes itself (again each time they "
+        "double); 0: never. Not for object-detection or multi-label projects",
+    )
 
 
 class FinetuneRequest(BaseModel):
@@ -94,7 +109,7 @@ class FinetuneRequest(BaseModel):
         description="Passes over the pairs (text: 1-10, default 1) or images (1-50, default 15)",
     )
     max_pairs: int | None = Field(
-        default=None, ge=2, le=100_000, description="Text: cap on the training pairs; default 4000"
+        default=None, ge=2, le=100_000, description="Text: cap on the training pairs; default 8000"
     )
     image_size: int | None = Field(
         default=None, ge=32, le=512, description="Images: side in pixels; default 224"
@@ -118,6 +133,7 @@ class ProjectOut(BaseModel):
     overlap: int
     overlap_share: float
     review_sample_share: float
+    auto_finetune_at: int
     created_at: datetime
     classes: list[ClassOut]
 

@@ -28,7 +28,7 @@ def finetune(
         ),
     ] = None,
     max_pairs: Annotated[
-        int | None, typer.Option(help="Text: cap on training pairs (default 4000)", min=2)
+        int | None, typer.Option(help="Text: cap on training pairs (default 8000)", min=2)
     ] = None,
     image_size: Annotated[
         int | None,

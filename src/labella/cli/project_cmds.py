@@ -30,11 +30,19 @@ def create(
         str | None,
         typer.Option(help="Encoder name (default: all-MiniLM-L6-v2 / efficientnet-lite0)"),
     ] = None,
+    auto_finetune_at: Annotated[
+        int | None,
+        typer.Option(
+            help="Human labels at which the encoder fine-tunes itself, again each time they "
+            "double; 0: never (default: LABELLA_AUTO_FINETUNE_AT, 250, for single-label text "
+            "projects, else 0)"
+        ),
+    ] = None,
 ) -> None:
     """Create a text- or image-classification project."""
     from labella.services import projects as service
 
-    _, db = open_database()
+    settings, db = open_database()
     spec = service.ProjectSpec(
         name=name,
         classes=[service.ClassSpec(name=c) for c in classes.split(",") if c.strip()],
@@ -44,8 +52,9 @@ def create(
         description=description,
         kind=kind,
         encoder=encoder,
+        auto_finetune_at=auto_finetune_at,
     )
-    project = service.create_project(db, spec)
+    project = service.create_project(db, spec, settings=settings)
     names = ", ".join(c.name for c in project.classes)
     typer.echo(f"created project {project.id}: {project.name} ({names})")
 

@@ -1,4 +1,5 @@
-"""`labella serve`: the API server with its in-process job worker."""
+"""`labella serve`: the API server with its in-process job worker; `labella worker`: the job
+worker alone."""
 
 from __future__ import annotations
 
@@ -53,6 +54,43 @@ def serve(
     finally:
         db.dispose()
     run_server(settings)
+
+
+@app.command()
+@friendly_errors
+def worker(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the database and caches live")
+    ] = None,
+) -> None:
+    """Run the background jobs, for servers started with --no-worker, until stopped (Ctrl-C or
+    SIGTERM): a thread per lane, as in the server (the main lane; the fast lane of online
+    updates; the lane of encoder fine-tunings, so that they never hold up a training)."""
+    import signal
+    import threading
+
+    from labella.cli.main import open_database
+    from labella.jobs import executors  # noqa: F401  (registers the job kinds)
+    from labella.jobs.worker import Worker
+
+    overrides: dict[str, object] = {} if data_dir is None else {"data_dir": data_dir}
+    settings, db = open_database(Settings(**overrides))  # type: ignore[arg-type]
+    runner = Worker(db, settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runner.start()
+    lanes = ", ".join(lane.name for lane in runner.lanes)
+    typer.echo(f"worker {runner.worker_id} running lanes: {lanes} (Ctrl-C stops it)")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # a job still running is re-queued by the next worker's orphan recovery
+        runner.stop(timeout=10)
+        db.dispose()
+    typer.echo("worker stopped")
 
 
 @app.command()

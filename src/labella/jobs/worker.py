@@ -1,9 +1,12 @@
 """The worker: threads (inside the server process by default) that claim queued jobs and run
 them one at a time each, with a heartbeat so that a job orphaned by a killed server is noticed.
 
-Two lanes by default: the main lane runs everything but the quick jobs, and the fast lane runs
-only the quick ones (online model updates, :data:`FAST_KINDS`), so that a label's online update
-is never stuck behind a minutes-long training or encoding job.
+Three lanes by default: the main lane runs everything but the quick jobs and the encoder
+fine-tunings; the fast lane runs only the quick ones (online model updates, :data:`FAST_KINDS`),
+so that a label's online update is never stuck behind a minutes-long training or encoding job;
+and the fine-tuning lane runs only encoder fine-tunings (:data:`FINETUNE_KINDS`), which take
+minutes to an hour on a CPU, so that every project's imports, encodings and trainings go on
+meanwhile (the fine-tunings themselves wait for one another).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 
 FAST_KINDS = ("online_update",)
 """Job kinds of the fast lane (services.online): each takes well under a second."""
+FINETUNE_KINDS = ("finetune_encoder",)
+"""Job kinds of the fine-tuning lane (services.finetuning.FINETUNE_JOB; not imported, so that
+the worker does not load the services)."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,10 @@ class Lane:
     exclude_kinds: tuple[str, ...] = ()
 
 
-DEFAULT_LANES = (
-    Lane("labella-worker", exclude_kinds=FAST_KINDS),
-    Lane("labella-fast-lane", kinds=FAST_KINDS),
-)
+MAIN_LANE = Lane("labella-worker", exclude_kinds=FAST_KINDS + FINETUNE_KINDS)
+FAST_LANE = Lane("labella-fast-lane", kinds=FAST_KINDS)
+FINETUNE_LANE = Lane("labella-finetune-lane", kinds=FINETUNE_KINDS)
+DEFAULT_LANES = (MAIN_LANE, FAST_LANE, FINETUNE_LANE)
 
 
 class Worker:

@@ -30,7 +30,7 @@ from labella.jobs import queue
 from labella.jobs.runtime import JobContext, executor
 from labella.storage import repositories as repo
 from labella.storage.db import Database
-from labella.storage.models import Item, Job
+from labella.storage.models import Item, Job, Project
 
 ENCODE_JOB = "encode"
 
@@ -174,12 +174,19 @@ class _ImageReader:
         return kept, data
 
 
-def mark_embedded(db: Database, item_ids: Sequence[int]) -> None:
-    """Flag items as embedded, in one short transaction (the cache already holds their vectors)."""
+def mark_embedded(db: Database, item_ids: Sequence[int], *, encoder: str) -> None:
+    """Flag items as embedded, in one short transaction (the cache already holds their vectors
+    under ``encoder``): only while their project still uses ``encoder``, since a fine-tuning
+    (another worker lane) may have switched it meanwhile and re-flagged the items by its cache."""
+    still_used = select(Project.id).where(Project.encoder == encoder)
     with db.transaction() as session:
         for start in range(0, len(item_ids), _IN_BATCH):
             batch = list(item_ids[start : start + _IN_BATCH])
-            session.execute(update(Item).where(Item.id.in_(batch)).values(embedded=True))
+            session.execute(
+                update(Item)
+                .where(Item.id.in_(batch), Item.project_id.in_(still_used))
+                .values(embedded=True)
+            )
 
 
 def encode_project(
@@ -239,7 +246,7 @@ def encode_project(
                 progress=report,
                 chunk=chunk_size,
             )
-            mark_embedded(db, [item.item_id for item in cached + todo])
+            mark_embedded(db, [item.item_id for item in cached + todo], encoder=encoder_name)
             encoded += len({item.key for item in todo})
             reused += len(cached) + len(todo) - len({item.key for item in todo})
             total, done = _counts(db, project_id)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import selectinload
 
+from labella.config import Settings
 from labella.errors import Conflict, InvalidInput, NotFound
 from labella.services import audit
 from labella.storage import repositories as repo
@@ -78,6 +79,9 @@ class ProjectSpec:
     """Annotators per overlapped item (services.assignment); 1: every item is labeled once."""
     overlap_share: float = 1.0
     review_sample_share: float = 0.0
+    auto_finetune_at: int | None = None
+    """Human labels at which the encoder fine-tunes itself (services.finetuning), 0: never;
+    None: the settings' ``auto_finetune_at`` for a text classification project, else 0."""
 
 
 def default_strategy(*, multi_label: bool) -> str:
@@ -192,9 +196,15 @@ def _clean_class_names(classes: list[ClassSpec], *, multi_label: bool) -> list[C
 
 
 def create_project(
-    db: Database, spec: ProjectSpec, *, actor: str = "system", owner_id: int | None = None
+    db: Database,
+    spec: ProjectSpec,
+    *,
+    actor: str = "system",
+    owner_id: int | None = None,
+    settings: Settings | None = None,
 ) -> Project:
-    """A new project; ``owner_id`` (the creating user) becomes its owner member."""
+    """A new project; ``owner_id`` (the creating user) becomes its owner member. ``settings``
+    give the default ``auto_finetune_at`` of a text project (without: that setting's default)."""
     name = spec.name.strip()
     if not name:
         raise InvalidInput("project name must not be empty")
@@ -215,6 +225,7 @@ def create_project(
     assignment.check_overlap_settings(spec.overlap, spec.overlap_share)
     _check_overlap_kind(spec.overlap, spec.kind)
     review.check_sample_share(spec.review_sample_share)
+    auto_finetune_at = _auto_finetune_at_of(spec, name, encoder, settings)
     with db.transaction() as session:
         if repo.get_project_by_name(session, name) is not None:
             raise Conflict(f"a project named {name!r} already exists")
@@ -233,6 +244,7 @@ def create_project(
             overlap=spec.overlap,
             overlap_share=spec.overlap_share,
             review_sample_share=spec.review_sample_share,
+            auto_finetune_at=auto_finetune_at,
         )
         for position, cls in enumerate(classes):
             project.classes.append(
@@ -257,6 +269,29 @@ def create_project(
             detail={"name": name, "classes": [c.name for c in classes]},
         )
         return repo.get_project(session, project.id)
+
+
+def _auto_finetune_at_of(
+    spec: ProjectSpec, name: str, encoder: str, settings: Settings | None
+) -> int:
+    from labella.services import finetuning
+
+    if spec.auto_finetune_at is None:
+        # without settings (tests, scripts): the setting's own default, not the environment's
+        default = Settings.model_fields["auto_finetune_at"].default
+        return finetuning.default_auto_finetune_at(
+            spec.kind,
+            multi_label=spec.multi_label,
+            encoder=encoder,
+            settings_value=settings.auto_finetune_at if settings is not None else int(default),
+        )
+    return finetuning.check_auto_finetune_at(
+        spec.auto_finetune_at,
+        kind=spec.kind,
+        multi_label=spec.multi_label,
+        encoder=encoder,
+        name=name,
+    )
 
 
 def list_projects(db: Database) -> list[Project]:
@@ -310,6 +345,7 @@ def update_project(
     overlap: int | None = None,
     overlap_share: float | None = None,
     review_sample_share: float | None = None,
+    auto_finetune_at: int | None = None,
     actor: str = "system",
 ) -> Project:
     from labella.services import assignment, review
@@ -349,6 +385,16 @@ def update_project(
             project.retrain_every = retrain_every
         if description is not None:
             project.description = description
+        if auto_finetune_at is not None:
+            from labella.services import finetuning
+
+            project.auto_finetune_at = finetuning.check_auto_finetune_at(
+                auto_finetune_at,
+                kind=project.kind,
+                multi_label=project.multi_label,
+                encoder=project.encoder,
+                name=project.name,
+            )
         after = _settings_of(project)
         changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
         if changed:
@@ -369,6 +415,7 @@ _AUDITED_SETTINGS = (
     "overlap",
     "overlap_share",
     "review_sample_share",
+    "auto_finetune_at",
 )
 
 

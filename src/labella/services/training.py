@@ -242,6 +242,7 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
     It also queues the project's online update (services.online), which learns from the new
     label within a second instead of waiting for the next training.
     """
+    from labella.services.finetuning import maybe_schedule_finetune
     from labella.services.online import maybe_schedule_online_update
 
     if project.kind == ProjectKind.OBJECT_DETECTION:
@@ -251,6 +252,8 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
         return maybe_schedule_detector_training(session, project)
     maybe_schedule_online_update(session, project)
     n_labels = repo.count_human_labels(session, project.id)
+    # the encoder fine-tunes itself at project.auto_finetune_at labels (services.finetuning)
+    maybe_schedule_finetune(session, project, n_labels=n_labels)
     latest = repo.latest_model_version(session, project.id)
     # held-out evaluation labels count as seen: else, once they outnumber retrain_every, every
     # new label would schedule a training

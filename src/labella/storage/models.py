@@ -109,6 +109,9 @@ class Project(Base):
     overlap_share: Mapped[float] = mapped_column(Float, default=1.0)
     # Share of each annotator's single labels queued for a reviewer as a work sample.
     review_sample_share: Mapped[float] = mapped_column(Float, default=0.0)
+    # Human labels at which the encoder is first fine-tuned by itself (services.finetuning),
+    # then again each time they double; 0: never (projects made before this setting existed).
+    auto_finetune_at: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

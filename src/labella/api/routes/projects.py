@@ -30,7 +30,9 @@ def _class_spec(cls: ClassIn | str) -> service.ClassSpec:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
-def create_project(body: ProjectCreate, db: DbDep, user: AdminDep) -> ProjectOut:
+def create_project(
+    body: ProjectCreate, db: DbDep, settings: SettingsDep, user: AdminDep
+) -> ProjectOut:
     """Site administrators create projects and become their owner."""
     spec = service.ProjectSpec(
         name=body.name,
@@ -47,9 +49,14 @@ def create_project(body: ProjectCreate, db: DbDep, user: AdminDep) -> ProjectOut
         overlap=body.overlap,
         overlap_share=body.overlap_share,
         review_sample_share=body.review_sample_share,
+        auto_finetune_at=body.auto_finetune_at,
     )
     project = service.create_project(
-        db, spec, actor=user.username, owner_id=user.id if user.via != "local" else None
+        db,
+        spec,
+        actor=user.username,
+        owner_id=user.id if user.via != "local" else None,
+        settings=settings,
     )
     return ProjectOut.model_validate(project)
 
@@ -94,6 +101,7 @@ def update_project(
         overlap=body.overlap,
         overlap_share=body.overlap_share,
         review_sample_share=body.review_sample_share,
+        auto_finetune_at=body.auto_finetune_at,
         actor=member.username,
     )
     if body.encoder is not None:

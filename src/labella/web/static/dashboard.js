@@ -25,7 +25,12 @@ const base = `/api/projects/${project.id}`;
 const colorOf = new Map(project.classes.map((c) => [c.id, c.color]));
 const $ = (id) => document.getElementById(id);
 
-const jobs = new JobBoard($("jobs"));
+// a fine-tuning takes minutes to an hour on a CPU: it can be called off (the project keeps its
+// encoder; services.finetuning only switches once the new one is trained and used everywhere)
+const jobs = new JobBoard($("jobs"), {
+  cancellable: (job) => job.kind === "finetune_encoder",
+  onCancel: cancelJob,
+});
 let knownJobs = new Map(); // id -> status, to notice jobs that finish
 let pollTimer = null;
 let latestModelVersion; // undefined until the first status: then the models are loaded
@@ -272,6 +277,23 @@ async function startJob(path, what, button) {
   }
 }
 
+async function cancelJob(job) {
+  actionResult("");
+  try {
+    const answer = await api(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    const what = (job.kind === "finetune_encoder" ? "Fine-tuning the encoder" : job.kind) + ` (job ${job.id})`;
+    if (answer.status === "cancelled") {
+      const encoder = $("encoder-name") ? `; the project keeps encoder ${$("encoder-name").textContent}` : "";
+      actionResult(`${what} cancelled${encoder}.`);
+    } else {
+      actionResult(`${what} had already ended: ${answer.status}.`);
+    }
+  } catch (error) {
+    actionResult("", error);
+  }
+  poll();
+}
+
 $("send-batch").addEventListener("click", (event) =>
   startJob(`${base}/rank`, "Ranking the next batch", event.currentTarget),
 );
@@ -455,6 +477,22 @@ $("settings-form").addEventListener("submit", async (event) => {
       `Saved: ${updated.strategy}, retraining every ${updated.retrain_every} labels. Send batch to re-rank the queue now.`;
   } catch (error) {
     showError($("settings-error"), error);
+  }
+});
+
+// -- automatic fine-tuning (services.finetuning.maybe_schedule_finetune) ------------------------
+$("autofinetune-form")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError($("autofinetune-error"), null);
+  $("autofinetune-status").textContent = "";
+  try {
+    const saved = await api(base, { method: "PATCH", body: { auto_finetune_at: Number($("f-auto").value) } });
+    project.auto_finetune_at = saved.auto_finetune_at;
+    $("autofinetune-status").textContent = saved.auto_finetune_at
+      ? `Saved: the encoder fine-tunes itself at ${fmtInt(saved.auto_finetune_at)} labels, then each time they double.`
+      : "Saved: the encoder is fine-tuned only when you ask.";
+  } catch (error) {
+    showError($("autofinetune-error"), error);
   }
 });
 

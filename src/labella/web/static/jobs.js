@@ -8,6 +8,7 @@ const KIND_NAMES = {
   encode: "Embedding the texts",
   train: "Training",
   rank: "Ranking the queue",
+  finetune_encoder: "Fine-tuning the encoder",
 };
 const WINDOW_MS = 30_000;
 
@@ -16,9 +17,13 @@ export function isActive(job) {
 }
 
 export class JobBoard {
-  constructor(container) {
+  /** `onCancel(job)`, when given, adds a Cancel button to each queued or running job that
+   * `cancellable(job)` accepts (every one by default). */
+  constructor(container, { onCancel = null, cancellable = () => true } = {}) {
     this.container = container;
     this.samples = new Map(); // job id -> [{t, done}]
+    this.onCancel = onCancel;
+    this.cancellable = cancellable;
   }
 
   /** Seconds left for a running job, or null when there is no rate to go by yet. */
@@ -69,6 +74,22 @@ export class JobBoard {
       const bar = el("progress", { id: barId, max: 100 });
       if (fraction !== null) bar.value = Math.round(fraction * 100); // no value: indeterminate
       node.append(bar);
+      if (this.onCancel && this.cancellable(job)) {
+        node.append(
+          el(
+            "button.secondary.small.job-cancel",
+            {
+              type: "button",
+              "aria-label": `Cancel ${name.toLowerCase()} (job ${job.id})`,
+              onclick: (event) => {
+                event.currentTarget.disabled = true;
+                this.onCancel(job);
+              },
+            },
+            "Cancel",
+          ),
+        );
+      }
     }
     const message = job.error || job.message;
     if (message) node.append(el("p.job-message", {}, message));
