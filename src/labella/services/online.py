@@ -6,8 +6,9 @@ the whole pool and stores a model version; it takes seconds to minutes and runs 
 ``project.online_update_every`` labels) is learned incrementally: the newest version's head, or the
 online head that already continues it, takes a ``partial_fit`` step on the new labels' cached
 embeddings (Bottou, "Online learning and stochastic approximations", 1998; the heads replay class
-prototypes so one label cannot sweep the others away), and the queue is re-ranked with it, with
-the queued items' prelabels rewritten from it.
+prototypes so one label cannot sweep the others away), and the queue is re-ranked with it: the
+whole pool is scored again, and the queue's top places (``ranking.PRELABEL_REFRESH``) are
+rewritten with their items' prelabels; the places below wait for the next full training.
 
 This runs as a job (kind ``online_update``) on the worker's fast lane, so labeling never waits: the
 label's request returns at once and the next item is served from the current ranking, which the
