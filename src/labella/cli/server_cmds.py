@@ -77,15 +77,16 @@ def worker(
     settings, db = open_database(Settings(**overrides))  # type: ignore[arg-type]
     runner = Worker(db, settings)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # both signals set the event, SIGINT included: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python's KeyboardInterrupt never comes
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     runner.start()
     lanes = ", ".join(lane.name for lane in runner.lanes)
     typer.echo(f"worker {runner.worker_id} running lanes: {lanes} (Ctrl-C stops it)")
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         # a job still running is re-queued by the next worker's orphan recovery
         runner.stop(timeout=10)
