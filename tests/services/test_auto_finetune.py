@@ -5,6 +5,7 @@ meanwhile; and a cancel that stops a fine-tuning mid-training and leaves the pro
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from labella.jobs import queue
 from labella.jobs.runtime import JobCancelled
 from labella.jobs.worker import DEFAULT_LANES, FINETUNE_LANE, MAIN_LANE, Worker
 from labella.learners.encoders import MINILM_NAME, TEXT, register_encoder
-from labella.services import encoding, finetuning, labeling, training
+from labella.services import encoding, finetuning, importing, labeling, training
 from labella.services import projects as project_service
 from labella.services.importing import content_hash
 from labella.storage import repositories as repo
@@ -466,3 +467,27 @@ def test_the_cli_sets_it_at_creation_or_says_why_it_cannot(
     finally:
         db.dispose()
     assert by_name == {"plain": 150, "chosen": 0}  # LABELLA_AUTO_FINETUNE_AT, then the option
+
+
+def test_imported_labels_queue_it_once_their_items_are_embedded(
+    db: Database, settings: Settings, make_project: Callable[..., Any]
+) -> None:
+    project = make_project(tuple(TOPICS), auto_finetune_at=20, retrain_every=1000)
+    rows = ["text,label"] + [
+        f'"{text} (report {k})",{topic}'
+        for k in range(2)
+        for topic, texts in TOPICS.items()
+        for text in texts
+    ]
+    report = importing.import_file(
+        db, settings, project.id, io.BytesIO("\n".join(rows).encode()), filename="labels.csv"
+    )
+    assert report.labels_created >= 20
+    assert finetune_jobs(db, project.id) == []  # nothing is embedded yet
+    encoding.encode_project(db, settings, project.id)
+    [job] = finetune_jobs(db, project.id)
+    assert job.status == JobStatus.QUEUED
+    assert job.params["auto_labels"] == report.labels_created
+    # embedding more items (or re-running the encode job) queues no second one
+    encoding.encode_project(db, settings, project.id)
+    assert len(finetune_jobs(db, project.id)) == 1

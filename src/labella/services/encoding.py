@@ -274,7 +274,11 @@ def _after_encoding(db: Database, settings: Settings, project_id: int) -> str:
     with db.transaction() as session:
         project = repo.get_project(session, project_id)
         latest = repo.latest_model_version(session, project_id)
-        from labella.services.finetuning import model_is_stale
+        from labella.services.finetuning import maybe_schedule_finetune, model_is_stale
+
+        # imported labels count toward the automatic fine-tuning as a person's do: checked here,
+        # once their items are embedded, rather than at the next label a person gives
+        maybe_schedule_finetune(session, project)
 
         if model_is_stale(project, latest):
             # trained on another encoder's vectors (the project switched encoders since): it
