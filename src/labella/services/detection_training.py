@@ -42,7 +42,7 @@ from labella.errors import InvalidInput, NotFound, NotReady
 from labella.jobs import queue
 from labella.jobs.runtime import JobContext, executor
 from labella.services.encoding import ProgressReporter, _no_progress, resume_note
-from labella.services.training import TrainingStages, TrainResult, _json_safe
+from labella.services.training import TrainingStages, TrainResult, json_safe
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -671,7 +671,7 @@ def train_detector_project(
             "n_eval": held.n_images,
             "evaluated_on": evaluated_on or "none (too few labels to hold any out)",
             "detector": str(getattr(detector, "name", settings.detector)),
-            "params": _json_safe(detector.get_params()) if hasattr(detector, "get_params") else {},
+            "params": json_safe(detector.get_params()) if hasattr(detector, "get_params") else {},
             "init_from_version": previous_version if previous is not None else None,
             "n_labels": len(usable),
             "n_boxes": sum(len(train.boxes[i]) for i in usable),
@@ -688,7 +688,7 @@ def train_detector_project(
             settings,
             project_id,
             detector,
-            _json_safe(metrics),
+            json_safe(metrics),
             n_labels=len(usable),
             job_id=job_id,
         )

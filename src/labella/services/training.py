@@ -679,19 +679,19 @@ def _fit_model(
             "cv_seconds": round(cv_seconds, 4),
         }
     )
-    return head, _json_safe(metrics)
+    return head, json_safe(metrics)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """numpy scalars and arrays as plain JSON (NaN as null), so the metrics store on any backend."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     if isinstance(value, np.generic):
-        return _json_safe(value.item())
+        return json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -792,7 +792,7 @@ def train_project(
         from labella.services.finetuning import encoder_metrics
 
         metrics.update(encoder_metrics(settings, project.encoder))
-        metrics = _json_safe(
+        metrics = json_safe(
             evaluation.add_sample_metrics(
                 metrics, head, eval_rows, settings, project, rows.class_names
             )
