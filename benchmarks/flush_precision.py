@@ -17,7 +17,15 @@ precision measured against the true labels, and the estimate the product would s
 the same run: random order, plain margin (what modAL gives), and the full pool's labels (every
 other item labeled, the model's ceiling; calibrated and measured on a held-out tenth).
 
+With ``--finetune`` the product's fine-tuning path is replayed after the humans' labels: SetFit
+(:class:`labella.learners.finetune.SetFitLearner`, ``--max-pairs`` pairs) is fitted on the picked
+labels (never the evaluation sample), the whole pool is re-encoded with the fine-tuned encoder, and
+the head is refitted on the new embeddings, as the ``finetune_encoder`` job does; calibration and
+the flush rule are unchanged. The frozen encoder on the same labels is reported beside it; the
+full-pool ceiling is skipped (a fine-tune on 9,000 labels does not fit this machine's time).
+
     .venv/bin/python benchmarks/flush_precision.py --seeds 0,1,2
+    .venv/bin/python benchmarks/flush_precision.py --seeds 0 --strategies cluster_margin --finetune
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +87,35 @@ def active_labels(
     return mask
 
 
+def finetuned_embeddings(
+    texts: list[str],
+    y: np.ndarray,
+    mask: np.ndarray,
+    n_classes: int,
+    seed: int,
+    max_pairs: int,
+    *,
+    cache: Path,
+) -> np.ndarray:
+    """The pool re-encoded by MiniLM fine-tuned (SetFit) on the human labels in ``mask``.
+
+    Saved to ``cache`` keyed by the labels' mask, so re-reading the flush with other settings does
+    not pay for the fine-tune (half an hour of CPU on AG News) again."""
+    from labella.learners.finetune import SetFitLearner
+
+    picked = np.flatnonzero(mask)
+    key = f"{zlib.crc32(picked.tobytes())}-{max_pairs}"
+    if cache.exists() and cache.with_suffix(".key").read_text() == key:
+        return np.load(cache)
+    learner = SetFitLearner(random_state=seed, max_pairs=max_pairs)
+    learner.fit([texts[i] for i in picked], y[picked], n_classes=n_classes)
+    features = learner.encode(texts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, features)
+    cache.with_suffix(".key").write_text(key)
+    return features
+
+
 def flush(
     probs_eval: np.ndarray,
     y_eval: np.ndarray,
@@ -115,6 +153,8 @@ def main() -> int:
     parser.add_argument("--strategies", default="cluster_margin,margin,random")
     parser.add_argument("--head", default="linear", choices=["linear", "mlp"])
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
+    parser.add_argument("--finetune", action="store_true", help="SetFit on the human labels")
+    parser.add_argument("--max-pairs", type=int, default=8000)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -149,20 +189,34 @@ def main() -> int:
                 seed=seed,
                 kind=args.head,
             )
-            head = fit_head(X[mask], y[mask], n_classes, seed, args.head)
-            rest = ~mask & ~in_eval
-            probs_rest = head.predict_proba(X[rest])  # type: ignore[attr-defined]
-            accuracies.setdefault(strategy, []).append(
-                float(np.mean(probs_rest.argmax(1) == y[rest]))
-            )
-            probs_eval = head.predict_proba(X[in_eval])  # type: ignore[attr-defined]
-            for target in TARGETS:
-                rows.setdefault((strategy, target), []).append(
-                    flush(probs_eval, y[in_eval], probs_rest, y[rest], target)
+            learners = {strategy: X}
+            if args.finetune:  # the frozen encoder on the same labels stays as the baseline
+                learners[f"{strategy} + SetFit"] = finetuned_embeddings(
+                    task.pool.texts,
+                    y,
+                    mask,
+                    n_classes,
+                    seed,
+                    args.max_pairs,
+                    cache=args.cache_dir / f"flush_setfit_{strategy}_seed{seed}.npy",
                 )
+            rest = ~mask & ~in_eval
+            for name, features in learners.items():
+                head = fit_head(features[mask], y[mask], n_classes, seed, args.head)
+                probs_rest = head.predict_proba(features[rest])  # type: ignore[attr-defined]
+                accuracies.setdefault(name, []).append(
+                    float(np.mean(probs_rest.argmax(1) == y[rest]))
+                )
+                probs_eval = head.predict_proba(features[in_eval])  # type: ignore[attr-defined]
+                for target in TARGETS:
+                    rows.setdefault((name, target), []).append(
+                        flush(probs_eval, y[in_eval], probs_rest, y[rest], target)
+                    )
             print(
                 f"  seed {seed} {strategy}: {time.perf_counter() - started:.0f} s", file=sys.stderr
             )
+        if args.finetune:
+            continue
         # the ceiling: every item but a held-out tenth labeled
         holdout = rng.random(n) < 0.1
         calib = holdout & (rng.random(n) < 0.5)
