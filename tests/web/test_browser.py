@@ -89,7 +89,10 @@ def test_create_upload_label_train_autolabel_export(
     page.get_by_role("button", name="Add a class").click()
     names.nth(2).fill("weather")
     page.locator("#p-retrain").fill("10")
-    expect(page.locator("#p-strategy")).to_have_value("margin")
+    # the product's default strategy is preselected; this test drives plain margin
+    expect(page.locator("#p-strategy")).to_have_value("cluster_margin")
+    page.locator("#p-strategy").select_option("margin")
+    page.locator("#p-finetune").fill("300")
     page.get_by_role("button", name="Create project").click()
     page.wait_for_url(re.compile(r"/projects/\d+"))
     project_id = int(re.search(r"/projects/(\d+)", page.url).group(1))  # type: ignore[union-attr]
@@ -97,6 +100,7 @@ def test_create_upload_label_train_autolabel_export(
         project = http.get(f"/api/projects/{project_id}").json()
     assert [c["name"] for c in project["classes"]] == TOPICS
     assert project["retrain_every"] == 10 and project["strategy"] == "margin"
+    assert project["auto_finetune_at"] == 300
     class_ids = {c["name"]: c["id"] for c in project["classes"]}
     keys = {c["name"]: c["shortcut"] for c in project["classes"]}
     assert keys == {"sport": "1", "food": "2", "weather": "3"}
@@ -231,6 +235,42 @@ def test_create_upload_label_train_autolabel_export(
     expect(dialog.locator("table.history tbody tr").first).to_contain_text("current")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+
+
+def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named(
+    page: Page, live_server: LiveServer
+) -> None:
+    page.goto(f"{live_server.url}/")
+    strategy = page.locator("#p-strategy")
+    expect(strategy).to_have_value("cluster_margin")
+    page.get_by_label("Any number (multi-label)").check()
+    expect(strategy).to_have_value("ml_margin")
+    page.get_by_label("One (single-label)").check()
+    expect(strategy).to_have_value("cluster_margin")
+
+    # multi-label projects cannot fine-tune their encoder: the server's 422 is shown, nothing made
+    page.get_by_label("Any number (multi-label)").check()
+    page.get_by_label("Name", exact=True).fill("Tags")
+    names = page.locator("#class-rows .class-name")
+    names.nth(0).fill("urgent")
+    names.nth(1).fill("billing")
+    page.locator("#p-finetune").fill("100")
+    page.get_by_role("button", name="Create project").click()
+    error = page.locator("#create-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("auto_finetune_at")
+    with live_server.client() as http:
+        assert "Tags" not in [p["name"] for p in http.get("/api/projects").json()]
+
+    # left blank: the kind's default (off for multi-label), with the multi-label default strategy
+    page.locator("#p-finetune").fill("")
+    page.get_by_role("button", name="Create project").click()
+    page.wait_for_url(re.compile(r"/projects/\d+"))
+    project_id = int(re.search(r"/projects/(\d+)", page.url).group(1))  # type: ignore[union-attr]
+    with live_server.client() as http:
+        project = http.get(f"/api/projects/{project_id}").json()
+    assert project["multi_label"] is True and project["strategy"] == "ml_margin"
+    assert project["auto_finetune_at"] == 0
 
 
 def test_bad_upload_shows_the_servers_error(page: Page, live_server: LiveServer) -> None:

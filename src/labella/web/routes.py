@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from labella.api.auth import OptionalUserDep
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, SettingsDep
 from labella.api.policy import role_actions
 from labella.errors import NotFound
 from labella.services import accounts, browse
@@ -118,7 +118,9 @@ def login_page(request: Request, user: OptionalUserDep, next: str = "/") -> Resp
 
 
 @router.get("/", response_class=HTMLResponse)
-def projects_page(request: Request, db: DbDep, user: OptionalUserDep) -> Response:
+def projects_page(
+    request: Request, db: DbDep, settings: SettingsDep, user: OptionalUserDep
+) -> Response:
     if user is None:
         return login_redirect(request)
     visible = accounts.visible_project_ids(db, user)
@@ -136,8 +138,17 @@ def projects_page(request: Request, db: DbDep, user: OptionalUserDep) -> Respons
             for kind, name in KIND_NAMES.items()
         ],
         strategies=strategy_catalogue(),
+        default_strategy=project_service.default_strategy(multi_label=False),
+        auto_finetune_at=settings.auto_finetune_at,
         palette=project_service.PALETTE,
-        boot={"strategies": strategy_catalogue(), "palette": project_service.PALETTE},
+        boot={
+            "strategies": strategy_catalogue(),
+            "palette": project_service.PALETTE,
+            "default_strategies": {
+                "single": project_service.default_strategy(multi_label=False),
+                "multi": project_service.default_strategy(multi_label=True),
+            },
+        },
     )
 
 

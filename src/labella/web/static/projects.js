@@ -82,6 +82,9 @@ form.addEventListener("submit", async (event) => {
       strategy_params: readParams(paramsBox, strategy),
       retrain_every: Number(data.get("retrain_every") || 50),
     };
+    // blank: the server's default for the project's kind (it is off for images and multi-label)
+    const finetuneAt = String(data.get("auto_finetune_at") || "").trim();
+    if (finetuneAt !== "") body.auto_finetune_at = Number(finetuneAt);
   } catch (error) {
     showError(errorBox, error);
     return;
@@ -105,7 +108,20 @@ form.addEventListener("submit", async (event) => {
 document.getElementById("add-class").addEventListener("click", () => {
   addClassRow().querySelector(".class-name").focus();
 });
-strategySelect.addEventListener("change", showStrategy);
+// The product's default strategy depends on the label mode (services.projects.default_strategy):
+// follow it when the mode changes, until the user picks a strategy of their own.
+let strategyChosen = false;
+strategySelect.addEventListener("change", () => {
+  strategyChosen = true;
+  showStrategy();
+});
+for (const radio of form.querySelectorAll('input[name="multi_label"]')) {
+  radio.addEventListener("change", () => {
+    if (strategyChosen || !boot.default_strategies) return;
+    strategySelect.value = boot.default_strategies[radio.value === "true" ? "multi" : "single"];
+    showStrategy();
+  });
+}
 
 addClassRow();
 addClassRow();
