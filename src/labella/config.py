@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Detector hyperparameters as JSON, e.g. {"input_size": 320, "epochs": 20}',
     )
+    detector_versions_kept: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Detector weights kept per object-detection project: the newest this many "
+        "versions' (tens of MB each; a project retrains every few dozen labels). Older versions "
+        "keep their metrics, not their weights",
+    )
 
     import_roots: list[Path] = Field(
         default_factory=list,

@@ -23,6 +23,7 @@ from labella.services.detection_training import (
     EVAL_SAMPLE,
     TRAIN_DETECTOR_JOB,
     enqueue_detector_training,
+    load_version_detector,
     request_detector_training,
 )
 from labella.storage import repositories as repo
@@ -166,6 +167,20 @@ def test_train_detector_job_stores_a_version_with_map_and_boxes_for_every_image(
     latest = versions(db, project.id)[-1]
     assert latest.version == 2 and latest.metrics["init_from_version"] == 1
     assert {p.model_version_id for p in predictions(db, project.id).values()} == {latest.id}
+
+    # keeping only the newest version's weights: once v3 is stored, v1's and v2's are removed;
+    # they keep their metrics, and loading one says what is missing
+    fast_settings.detector_versions_kept = 1
+    third = training.request_training(db, project.id)
+    run_detector_jobs(worker)
+    assert job_row(db, third.id).status == JobStatus.SUCCEEDED
+    first, second_version, third_version = versions(db, project.id)
+    kept = [Path(v.artifact_path).is_dir() for v in (first, second_version, third_version)]
+    assert kept == [False, False, True]
+    assert third_version.metrics["init_from_version"] == 2  # loaded before v2's were removed
+    assert first.metrics["map50"] == metrics["map50"]
+    with pytest.raises(NotReady, match="model version 1 is missing"):
+        load_version_detector(first, fast_settings)
 
 
 def test_without_evaluation_labels_a_held_out_part_evaluates_and_says_biased(

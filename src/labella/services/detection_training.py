@@ -27,6 +27,8 @@ only finishes its predictions and ranking.
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -306,6 +308,24 @@ def read_images(
 
 def detector_dir(settings: Settings, project_id: int, version: int) -> Path:
     return settings.models_dir / f"project-{project_id}" / f"v{version}-detector"
+
+
+def prune_detector_weights(settings: Settings, project_id: int, newest: int) -> list[int]:
+    """Delete the weights of the project's versions older than the newest
+    ``settings.detector_versions_kept``; returns their version numbers.
+
+    Only the newest version's detector is ever loaded again (to predict new images and to start
+    the next training from); the older ones' metrics and predictions live in the database, so
+    their weights would only fill the disk. A version whose weights are gone says so when loaded
+    (:func:`load_version_detector`)."""
+    keep_from = newest - settings.detector_versions_kept + 1
+    removed = []
+    for path in (settings.models_dir / f"project-{project_id}").glob("v*-detector"):
+        match = re.fullmatch(r"v(\d+)-detector", path.name)
+        if match is not None and int(match.group(1)) < keep_from and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(int(match.group(1)))
+    return sorted(removed)
 
 
 def new_detector(settings: Settings) -> Any:
@@ -692,6 +712,10 @@ def train_detector_project(
             n_labels=len(usable),
             job_id=job_id,
         )
+        # after the commit: a version that failed to store must not cost the previous weights
+        pruned = prune_detector_weights(settings, project_id, model_version.version)
+        if pruned:
+            log.info("project %s: removed the detector weights of versions %s", project_id, pruned)
     stages.begin("predict", f"predicting boxes with detector v{model_version.version}")
     n_predicted, _ = write_detector_predictions(
         db,
