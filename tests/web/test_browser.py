@@ -62,6 +62,25 @@ def label_current(page: Page, key: str, class_id: int) -> int:
     return item_id
 
 
+def fill_new_project(page: Page, name: str, classes: list[str]) -> None:
+    """Name the project and its classes in the projects page's form (two class rows to start)."""
+    page.get_by_label("Name", exact=True).fill(name)
+    names = page.locator("#class-rows .class-name")
+    for index, class_name in enumerate(classes):
+        if index >= names.count():
+            page.get_by_role("button", name="Add a class").click()
+        names.nth(index).fill(class_name)
+
+
+def created_project(page: Page, live_server: LiveServer) -> dict[str, Any]:
+    """The project the form just created, as the API returns it, once its dashboard opened."""
+    page.wait_for_url(re.compile(r"/projects/\d+"))
+    project_id = int(re.search(r"/projects/(\d+)", page.url).group(1))  # type: ignore[union-attr]
+    with live_server.client() as http:
+        project: dict[str, Any] = http.get(f"/api/projects/{project_id}").json()
+    return project
+
+
 def wait_until_sent(page: Page) -> None:
     expect(page.locator("#conn")).to_have_attribute("data-pending", "0")
     expect(page.locator("#conn")).to_have_attribute("data-state", "ok")
@@ -82,22 +101,15 @@ def test_create_upload_label_train_autolabel_export(
 
     # -- create the project in the form ------------------------------------------------------------
     page.goto(f"{live_server.url}/")
-    page.get_by_label("Name", exact=True).fill("Topics")
-    names = page.locator("#class-rows .class-name")
-    names.nth(0).fill("sport")
-    names.nth(1).fill("food")
-    page.get_by_role("button", name="Add a class").click()
-    names.nth(2).fill("weather")
+    fill_new_project(page, "Topics", TOPICS)
     page.locator("#p-retrain").fill("10")
     # the product's default strategy is preselected; this test drives plain margin
     expect(page.locator("#p-strategy")).to_have_value("cluster_margin")
     page.locator("#p-strategy").select_option("margin")
     page.locator("#p-finetune").fill("300")
     page.get_by_role("button", name="Create project").click()
-    page.wait_for_url(re.compile(r"/projects/\d+"))
-    project_id = int(re.search(r"/projects/(\d+)", page.url).group(1))  # type: ignore[union-attr]
-    with live_server.client() as http:
-        project = http.get(f"/api/projects/{project_id}").json()
+    project = created_project(page, live_server)
+    project_id = project["id"]
     assert [c["name"] for c in project["classes"]] == TOPICS
     assert project["retrain_every"] == 10 and project["strategy"] == "margin"
     assert project["auto_finetune_at"] == 300
@@ -250,10 +262,7 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
 
     # multi-label projects cannot fine-tune their encoder: the server's 422 is shown, nothing made
     page.get_by_label("Any number (multi-label)").check()
-    page.get_by_label("Name", exact=True).fill("Tags")
-    names = page.locator("#class-rows .class-name")
-    names.nth(0).fill("urgent")
-    names.nth(1).fill("billing")
+    fill_new_project(page, "Tags", ["urgent", "billing"])
     page.locator("#p-finetune").fill("100")
     page.get_by_role("button", name="Create project").click()
     error = page.locator("#create-error")
@@ -265,10 +274,7 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
     # left blank: the kind's default (off for multi-label), with the multi-label default strategy
     page.locator("#p-finetune").fill("")
     page.get_by_role("button", name="Create project").click()
-    page.wait_for_url(re.compile(r"/projects/\d+"))
-    project_id = int(re.search(r"/projects/(\d+)", page.url).group(1))  # type: ignore[union-attr]
-    with live_server.client() as http:
-        project = http.get(f"/api/projects/{project_id}").json()
+    project = created_project(page, live_server)
     assert project["multi_label"] is True and project["strategy"] == "ml_margin"
     assert project["auto_finetune_at"] == 0
 
