@@ -262,14 +262,14 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
 
     # multi-label projects cannot fine-tune their encoder: the server's 422 is shown, nothing made
     page.get_by_label("Any number (multi-label)").check()
-    fill_new_project(page, "Tags", ["urgent", "billing"])
+    fill_new_project(page, "Ticket tags", ["urgent", "billing"])
     page.locator("#p-finetune").fill("100")
     page.get_by_role("button", name="Create project").click()
     error = page.locator("#create-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("auto_finetune_at")
     with live_server.client() as http:
-        assert "Tags" not in [p["name"] for p in http.get("/api/projects").json()]
+        assert "Ticket tags" not in [p["name"] for p in http.get("/api/projects").json()]
 
     # left blank: the kind's default (off for multi-label), with the multi-label default strategy
     page.locator("#p-finetune").fill("")
