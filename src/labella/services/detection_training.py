@@ -36,21 +36,34 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
 from labella.errors import InvalidInput, NotFound, NotReady
 from labella.jobs import queue
 from labella.jobs.runtime import JobContext, executor
-from labella.services.encoding import ProgressReporter, _no_progress, resume_note
-from labella.services.training import TrainingStages, TrainResult, json_safe
+from labella.services.encoding import ProgressReporter, _no_progress
+from labella.services.training import (
+    PREDICTION_COLUMNS,
+    TrainingStages,
+    TrainResult,
+    active_job,
+    chunks_by_item_id,
+    count_rows,
+    drop_older_predictions,
+    json_safe,
+    newest_label_id,
+    run_training_job,
+    store_model_version,
+    upsert_prediction_rows,
+    version_of_job,
+)
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
     Item,
     Job,
-    JobStatus,
     Label,
     LabelBox,
     LabelKind,
@@ -70,7 +83,6 @@ MIN_IMAGES = 2
 HOLD_OUT_SHARE = 0.2
 PREDICT_CHUNK = 32
 _IN_BATCH = 500
-_PREDICTIONS = Prediction.metadata.tables[Prediction.__tablename__]
 
 Progress = Callable[[int, int], None]
 
@@ -221,16 +233,7 @@ def is_detection(project: Project) -> bool:
 
 
 def active_detector_training(session: Session, project_id: int) -> Job | None:
-    return session.scalar(
-        select(Job)
-        .where(
-            Job.project_id == project_id,
-            Job.kind == TRAIN_DETECTOR_JOB,
-            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-        )
-        .order_by(Job.id)
-        .limit(1)
-    )
+    return active_job(session, project_id, TRAIN_DETECTOR_JOB)
 
 
 def enqueue_detector_training(session: Session, project_id: int, *, reason: str) -> Job:
@@ -438,21 +441,8 @@ def prediction_rows(
 
 def upsert_predictions(db: Database, rows: list[dict[str, Any]]) -> None:
     """Insert or overwrite the items' predictions in one statement (INSERT .. ON CONFLICT), as
-    ``training._replace_predictions`` does, with the boxes."""
-    if not rows:
-        return
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    unique = list({row["item_id"]: row for row in rows}.values())
-    columns = ("project_id", "model_version_id", "probs", "predicted", "confidence", "boxes")
-    with db.transaction() as session:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement: Any = dialect.insert(_PREDICTIONS)
-        statement = statement.on_conflict_do_update(
-            index_elements=[_PREDICTIONS.c.item_id],
-            set_={column: statement.excluded[column] for column in columns},
-        )
-        session.execute(statement, unique)
+    ``training.upsert_prediction_rows`` does, with the boxes."""
+    upsert_prediction_rows(db, rows, columns=(*PREDICTION_COLUMNS, "boxes"))
 
 
 def write_detector_predictions(
@@ -470,22 +460,10 @@ def write_detector_predictions(
     metrics = model_version.metrics or {}
     class_ids = [int(c) for c in metrics.get("class_ids", [])]
     floor = float(getattr(detector, "display_floor", 0.3))
-    with db.reader() as session:
-        pending = _needs_prediction(project_id, model_version.id).subquery()
-        todo = int(session.scalar(select(func.count()).select_from(pending)) or 0)
+    pending = _needs_prediction(project_id, model_version.id)
+    todo = count_rows(db, pending)
     done = unreadable = 0
-    last_id = 0
-    while True:
-        with db.reader() as session:
-            chunk = session.execute(
-                _needs_prediction(project_id, model_version.id)
-                .where(Item.id > last_id)
-                .order_by(Item.id)
-                .limit(PREDICT_CHUNK)
-            ).all()
-        if not chunk:
-            break
-        last_id = int(chunk[-1].id)
+    for chunk in chunks_by_item_id(db, pending, size=PREDICT_CHUNK):
         arrays, _ = read_images(settings, [(row.media_uri, row.content_hash) for row in chunk])
         readable = [i for i, a in enumerate(arrays) if a is not None]
         unreadable += len(chunk) - len(readable)
@@ -505,13 +483,7 @@ def write_detector_predictions(
         done += len(chunk)
         if progress is not None:
             progress(done, max(todo, done))
-    with db.transaction() as session:
-        session.execute(
-            delete(Prediction).where(
-                Prediction.project_id == project_id,
-                Prediction.model_version_id < model_version.id,
-            )
-        )
+    drop_older_predictions(db, project_id, model_version.id)
     return done - unreadable, unreadable
 
 
@@ -569,6 +541,18 @@ def evaluate(
 class DetectorTrainResult(TrainResult):
     summary_metrics: ClassVar[tuple[str, ...]] = ("map50", "map50_95", "evaluated_on")
 
+    def headline(self) -> str:
+        score = self.metrics.get("map50")
+        quality = (
+            f", mAP@0.5 {score:.3f} on the {self.metrics.get('evaluated_on')}"
+            if isinstance(score, float)
+            else ""
+        )
+        return (
+            f"detector v{self.version} trained on {self.n_labels} images{quality}; "
+            f"{self.n_predicted} images predicted, {self.n_ranked} ranked"
+        )
+
 
 # ranking, which has no progress of its own, takes the last 5
 _STAGES = {"load": 5, "fit": 60, "evaluate": 5, "predict": 25, "rank": 5}
@@ -584,26 +568,21 @@ def _store_version(
     n_labels: int,
     job_id: int | None,
 ) -> ModelVersion:
-    with db.transaction() as session:
-        # the project lock (PostgreSQL) or the write lock (SQLite): one version number each
-        repo.get_project(session, project_id, for_update=True)
-        latest = repo.latest_model_version(session, project_id)
-        version = (latest.version if latest is not None else 0) + 1
+    def save(version: int) -> Path:
         path = detector_dir(settings, project_id, version).resolve()
         detector.save(path)
-        model_version = ModelVersion(
-            project_id=project_id,
-            version=version,
-            head=str(getattr(detector, "head", "detector")),
-            encoder=str(getattr(detector, "backbone", "efficientnet-lite0")),
-            n_labels=n_labels,
-            metrics=metrics,
-            artifact_path=str(path),
-            job_id=job_id,
-        )
-        session.add(model_version)
-        session.flush()
-        return model_version
+        return path
+
+    return store_model_version(
+        db,
+        project_id,
+        save=save,
+        head=str(getattr(detector, "head", "detector")),
+        encoder=str(getattr(detector, "backbone", "efficientnet-lite0")),
+        n_labels=n_labels,
+        metrics=metrics,
+        job_id=job_id,
+    )
 
 
 def train_detector_project(
@@ -632,14 +611,8 @@ def train_detector_project(
     evaluation.ensure_eval_sample(db, settings, project_id)
     with db.reader() as session:
         project = repo.get_project(session, project_id)
-        existing = (
-            session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
-            if job_id is not None
-            else None
-        )
-        label_watermark = int(
-            session.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
-        )
+        existing = version_of_job(session, job_id)
+        label_watermark = newest_label_id(session, project_id)
         labels = load_detection_labels(session, project)
         previous, previous_version = (
             _previous_detector(session, settings, project_id) if existing is None else (None, None)
@@ -730,14 +703,11 @@ def train_detector_project(
 
     ranked = rank_detection_project(db, settings, project_id, model_version=model_version)
     progress(100, 100, f"{note}detector v{model_version.version} ready", force=True)
-    return DetectorTrainResult(
-        model_version_id=model_version.id,
-        version=model_version.version,
-        n_labels=model_version.n_labels,
-        metrics=dict(model_version.metrics),
+    return DetectorTrainResult.from_version(
+        model_version,
         n_predicted=n_predicted,
         n_ranked=ranked.n_ranked,
-        seconds=time.perf_counter() - started,
+        started=started,
         reused=reused,
     )
 
@@ -746,23 +716,4 @@ def train_detector_project(
 def run_train_detector_job(context: JobContext) -> dict[str, Any]:
     if context.project_id is None:
         raise InvalidInput("a train_detector job needs a project")
-    note = resume_note(context)
-    result = train_detector_project(
-        context.db,
-        context.settings,
-        context.project_id,
-        job_id=context.job_id,
-        progress=context.progress,
-        note=note,
-    )
-    score = result.metrics.get("map50")
-    quality = (
-        f", mAP@0.5 {score:.3f} on the {result.metrics.get('evaluated_on')}"
-        if isinstance(score, float)
-        else ""
-    )
-    message = (
-        f"{note}detector v{result.version} trained on {result.n_labels} images{quality}; "
-        f"{result.n_predicted} images predicted, {result.n_ranked} ranked"
-    )
-    return {**result.as_dict(), "message": message}
+    return run_training_job(context, context.project_id, train_detector_project)

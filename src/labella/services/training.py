@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
@@ -187,12 +187,13 @@ def _targets(rows: LabeledRows, *, multi_label: bool) -> np.ndarray:
 # -- scheduling -----------------------------------------------------------------------------------
 
 
-def _active_training(session: Session, project_id: int) -> Job | None:
+def active_job(session: Session, project_id: int, kind: str) -> Job | None:
+    """The project's oldest queued or running job of ``kind`` (a training), if any."""
     return session.scalar(
         select(Job)
         .where(
             Job.project_id == project_id,
-            Job.kind == TRAIN_JOB,
+            Job.kind == kind,
             Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
         )
         .order_by(Job.id)
@@ -264,7 +265,7 @@ def maybe_schedule_training(session: Session, project: Project) -> Job | None:
         trained_on = latest.n_labels + held_out_labels(latest)
     if n_labels - trained_on < project.retrain_every or n_labels < _MIN_LABELS:
         return None
-    if _active_training(session, project.id) is not None:
+    if active_job(session, project.id, TRAIN_JOB) is not None:
         return None
     # Only labels of embedded items train; a job bound to fail is not queued (the next label, or
     # the end of the encode job, tries again).
@@ -440,6 +441,40 @@ def unflag_lost_embeddings(db: Database, project_id: int, item_ids: Sequence[int
         queue.enqueue(session, kind=ENCODE_JOB, project_id=project_id)
 
 
+def count_rows(db: Database, statement: Any) -> int:
+    """How many rows ``statement`` (a select) returns, for a progress total."""
+    with db.reader() as session:
+        return int(session.scalar(select(func.count()).select_from(statement.subquery())) or 0)
+
+
+def chunks_by_item_id(db: Database, statement: Any, *, size: int) -> Iterator[Sequence[Any]]:
+    """The rows of ``statement`` (a select of ``Item.id`` and more) in item-id order, ``size`` at
+    a time, each chunk read in its own short transaction: what the caller writes between chunks
+    commits as it goes, so a re-run continues where it stopped."""
+    last_id = 0
+    while True:
+        with db.reader() as session:
+            chunk = session.execute(
+                statement.where(Item.id > last_id).order_by(Item.id).limit(size)
+            ).all()
+        if not chunk:
+            return
+        last_id = int(chunk[-1].id)
+        yield chunk
+
+
+def drop_older_predictions(db: Database, project_id: int, model_version_id: int) -> None:
+    """Delete the project's predictions from versions older than ``model_version_id``, once that
+    version has written its own (what is left of the old ones belongs to items it skips)."""
+    with db.transaction() as session:
+        session.execute(
+            delete(Prediction).where(
+                Prediction.project_id == project_id,
+                Prediction.model_version_id < model_version_id,
+            )
+        )
+
+
 def write_predictions(
     db: Database,
     settings: Settings,
@@ -454,25 +489,13 @@ def write_predictions(
     drop the predictions of older versions (items labeled since keep none). Each chunk is
     replaced in its own short transaction. Returns the number of items predicted."""
     head = head if head is not None else load_head(model_version)
-    with db.reader() as session:
-        pending = _needs_prediction(project_id, model_version.id).subquery()
-        todo = int(session.scalar(select(func.count()).select_from(pending)) or 0)
+    pending = _needs_prediction(project_id, model_version.id)
+    todo = count_rows(db, pending)
     _, cache = open_cache(settings, model_version.encoder)
     done = 0
-    last_id = 0
     lost: list[int] = []
     try:
-        while True:
-            with db.reader() as session:
-                chunk = session.execute(
-                    _needs_prediction(project_id, model_version.id)
-                    .where(Item.id > last_id)
-                    .order_by(Item.id)
-                    .limit(PREDICT_CHUNK)
-                ).all()
-            if not chunk:
-                break
-            last_id = int(chunk[-1].id)
+        for chunk in chunks_by_item_id(db, pending, size=PREDICT_CHUNK):
             ids = np.asarray([row.id for row in chunk], dtype=np.int64)
             vectors, found = cache.get_many([row.content_hash for row in chunk])
             lost.extend(ids[~found].tolist())
@@ -486,19 +509,20 @@ def write_predictions(
                 progress(done, max(todo, done))
     finally:
         cache.close()
-    with db.transaction() as session:
-        session.execute(
-            delete(Prediction).where(
-                Prediction.project_id == project_id,
-                Prediction.model_version_id < model_version.id,
-            )
-        )
+    drop_older_predictions(db, project_id, model_version.id)
     unflag_lost_embeddings(db, project_id, lost)
     return done - len(lost)
 
 
-def _replace_predictions(db: Database, rows: list[dict[str, Any]]) -> None:
-    """Insert or overwrite the items' predictions in one statement (INSERT .. ON CONFLICT).
+PREDICTION_COLUMNS = ("project_id", "model_version_id", "probs", "predicted", "confidence")
+"""The columns of a ``prediction`` row (besides ``item_id``) that a new prediction overwrites."""
+
+
+def upsert_prediction_rows(
+    db: Database, rows: list[dict[str, Any]], *, columns: Sequence[str] = PREDICTION_COLUMNS
+) -> None:
+    """Insert the items' predictions, or overwrite ``columns`` of the ones they have, in one
+    statement (INSERT .. ON CONFLICT); of two rows for one item the last wins.
 
     A delete-then-insert races on PostgreSQL: under READ COMMITTED a second writer's DELETE
     misses the row the first one just inserted, and its INSERT then hits the primary key.
@@ -513,10 +537,7 @@ def _replace_predictions(db: Database, rows: list[dict[str, Any]]) -> None:
         statement: Any = dialect.insert(_PREDICTIONS)
         statement = statement.on_conflict_do_update(
             index_elements=[_PREDICTIONS.c.item_id],
-            set_={
-                column: statement.excluded[column]
-                for column in ("project_id", "model_version_id", "probs", "predicted", "confidence")
-            },
+            set_={column: statement.excluded[column] for column in columns},
         )
         session.execute(statement, unique)
 
@@ -553,7 +574,7 @@ def replace_predictions_for(
             strict=True,
         )
     ]
-    _replace_predictions(db, rows)
+    upsert_prediction_rows(db, rows)
 
 
 def predict_missing(
@@ -585,6 +606,40 @@ class TrainResult:
     reused: bool = False
     # the entries of ``metrics`` the job's result shows
     summary_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+
+    @classmethod
+    def from_version(
+        cls,
+        model_version: ModelVersion,
+        *,
+        n_predicted: int,
+        n_ranked: int,
+        started: float,
+        reused: bool,
+    ) -> Self:
+        """The result of a training that stored (or, re-run, reused) ``model_version``;
+        ``started`` is the training's ``time.perf_counter()`` at its start."""
+        return cls(
+            model_version_id=model_version.id,
+            version=model_version.version,
+            n_labels=model_version.n_labels,
+            metrics=dict(model_version.metrics),
+            n_predicted=n_predicted,
+            n_ranked=n_ranked,
+            seconds=time.perf_counter() - started,
+            reused=reused,
+        )
+
+    def headline(self) -> str:
+        """The job's message, after its resume note."""
+        accuracy = self.metrics.get("accuracy")
+        quality = (
+            f", cross-validated accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+        )
+        return (
+            f"model v{self.version} trained on {self.n_labels} labels{quality}; "
+            f"{self.n_predicted} items predicted, {self.n_ranked} ranked"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -708,19 +763,48 @@ def _store_model_version(
     job_id: int | None,
     class_ids: list[int],
 ) -> ModelVersion:
+    def save(version: int) -> Path:
+        path = artifact_path(settings, project.id, version).resolve()
+        save_head(head, path, kind=project.head, class_ids=class_ids)
+        return path
+
+    return store_model_version(
+        db,
+        project.id,
+        save=save,
+        head=project.head,
+        encoder=project.encoder,
+        n_labels=n_labels,
+        metrics=metrics,
+        job_id=job_id,
+    )
+
+
+def store_model_version(
+    db: Database,
+    project_id: int,
+    *,
+    save: Callable[[int], Path],
+    head: str,
+    encoder: str,
+    n_labels: int,
+    metrics: dict[str, Any],
+    job_id: int | None,
+) -> ModelVersion:
+    """Store the project's next model version; ``save`` writes the artifact of that version
+    number and returns its path."""
     with db.transaction() as session:
         # The project lock (PostgreSQL) or the write lock (SQLite) keeps two trainings of one
         # project from taking the same version number.
-        repo.get_project(session, project.id, for_update=True)
-        latest = repo.latest_model_version(session, project.id)
+        repo.get_project(session, project_id, for_update=True)
+        latest = repo.latest_model_version(session, project_id)
         version = (latest.version if latest is not None else 0) + 1
-        path = artifact_path(settings, project.id, version).resolve()
-        save_head(head, path, kind=project.head, class_ids=class_ids)
+        path = save(version)
         model_version = ModelVersion(
-            project_id=project.id,
+            project_id=project_id,
             version=version,
-            head=project.head,
-            encoder=project.encoder,
+            head=head,
+            encoder=encoder,
             n_labels=n_labels,
             metrics=metrics,
             artifact_path=str(path),
@@ -729,6 +813,21 @@ def _store_model_version(
         session.add(model_version)
         session.flush()
         return model_version
+
+
+def version_of_job(session: Session, job_id: int | None) -> ModelVersion | None:
+    """The model version a training job already stored (a re-run after a restart reuses it)."""
+    if job_id is None:
+        return None
+    return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+
+
+def newest_label_id(session: Session, project_id: int) -> int:
+    """The project's highest label id (0 without labels): a version records it as the
+    ``label_watermark`` of the labels it has seen."""
+    return int(
+        session.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
+    )
 
 
 def train_project(
@@ -754,14 +853,8 @@ def train_project(
     evaluation.ensure_eval_sample(db, settings, project_id)
     with db.reader() as session:
         project = repo.get_project(session, project_id)
-        existing = (
-            session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
-            if job_id is not None
-            else None
-        )
-        label_watermark = int(
-            session.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
-        )
+        existing = version_of_job(session, job_id)
+        label_watermark = newest_label_id(session, project_id)
         rows = load_labeled_rows(session, project)
         # the random evaluation sample's labels evaluate the model, so they must not train it
         rows, eval_rows = evaluation.split_eval_rows(session, project, rows)
@@ -827,35 +920,34 @@ def train_project(
 
     flag_after_training(db, settings, project_id, model_version.id)
     progress(100, 100, f"{note}model v{model_version.version} ready", force=True)
-    return TrainResult(
-        model_version_id=model_version.id,
-        version=model_version.version,
-        n_labels=model_version.n_labels,
-        metrics=dict(model_version.metrics),
+    return TrainResult.from_version(
+        model_version,
         n_predicted=n_predicted,
         n_ranked=ranked.n_ranked,
-        seconds=time.perf_counter() - started,
+        started=started,
         reused=reused,
     )
+
+
+def run_training_job(
+    context: JobContext, project_id: int, train: Callable[..., TrainResult]
+) -> dict[str, Any]:
+    """Run ``train`` (:func:`train_project` or the detector's) as the job ``context`` runs, and
+    return the job's result: the training's summary and its message."""
+    note = resume_note(context)
+    result = train(
+        context.db,
+        context.settings,
+        project_id,
+        job_id=context.job_id,
+        progress=context.progress,
+        note=note,
+    )
+    return {**result.as_dict(), "message": f"{note}{result.headline()}"}
 
 
 @executor(TRAIN_JOB)
 def run_train_job(context: JobContext) -> dict[str, Any]:
     if context.project_id is None:
         raise ValueError("a train job needs a project")
-    note = resume_note(context)
-    result = train_project(
-        context.db,
-        context.settings,
-        context.project_id,
-        job_id=context.job_id,
-        progress=context.progress,
-        note=note,
-    )
-    accuracy = result.metrics.get("accuracy")
-    quality = f", cross-validated accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
-    message = (
-        f"{note}model v{result.version} trained on {result.n_labels} labels{quality}; "
-        f"{result.n_predicted} items predicted, {result.n_ranked} ranked"
-    )
-    return {**result.as_dict(), "message": message}
+    return run_training_job(context, context.project_id, train_project)
