@@ -21,7 +21,6 @@ transaction, so the import is all or nothing in the database.
 
 from __future__ import annotations
 
-import os
 import stat
 import time
 import zipfile
@@ -31,10 +30,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labella.config import Settings
-from labella.errors import Conflict, InvalidInput
+from labella.errors import InvalidInput
 from labella.images import IMAGE_EXTENSIONS
 from labella.services import image_import as images
 from labella.services.detection_formats import (
@@ -48,12 +47,10 @@ from labella.services.detection_formats import (
     parse_voc,
     parse_yolo,
 )
-from labella.services.importing import IMPORT_ANNOTATOR, ChunkWriter, ClassLookup
-from labella.storage import repositories as repo
+from labella.services.importing import IMPORT_ANNOTATOR, ClassLookup
 from labella.storage.db import Database
-from labella.storage.media import check_allowed, is_within
+from labella.storage.media import is_within
 from labella.storage.models import (
-    ImportRecord,
     Item,
     ItemStatus,
     Label,
@@ -116,9 +113,7 @@ def import_folder(
     actor: str = "system",
 ) -> DetectionImportReport:
     """Import every image and annotation file under ``folder`` (images referenced in place)."""
-    folder = check_allowed(folder, roots)
-    if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder")
+    folder = images.allowed_folder(folder, roots)
     project = _detection_project(db, project_id)
     source = _Source()
     _walk(folder, roots, source)
@@ -167,36 +162,32 @@ def _read_limited(stream: IO[bytes], name: str) -> bytes:
 
 
 def _walk(folder: Path, roots: Sequence[Path], source: _Source) -> None:
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames.sort()
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            relative = path.relative_to(folder).as_posix()
-            suffix = path.suffix.lower()
-            if filename.startswith("."):
-                source.other += 1
-                continue
-            resolved = path.resolve()
-            outside = path.is_symlink() and not any(is_within(resolved, r) for r in roots)
-            if suffix in IMAGE_EXTENSIONS or suffix in images.OTHER_IMAGE_EXTENSIONS:
-                candidate = images._Candidate(name=relative, load=images._no_bytes)
-                if outside:
-                    candidate.problem = "a symbolic link to a file outside the allowed folders"
-                elif suffix in images.OTHER_IMAGE_EXTENSIONS:
-                    candidate.problem = f"unsupported image format {suffix!r}"
-                else:
-                    candidate.path = resolved
-                    candidate.load = images._path_loader(resolved)
-                source.images.append(candidate)
-            elif suffix in _ANNOTATION_SUFFIXES and not outside:
-                info = resolved.stat()
-                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ANNOTATION_BYTES:
-                    source.annotations.append((relative, None))  # reported as unreadable
-                else:
-                    source.annotations.append((relative, resolved.read_bytes()))
+    for path in images.walk_files(folder):
+        relative = path.relative_to(folder).as_posix()
+        suffix = path.suffix.lower()
+        if path.name.startswith("."):
+            source.other += 1
+            continue
+        resolved = path.resolve()
+        outside = path.is_symlink() and not any(is_within(resolved, r) for r in roots)
+        if suffix in IMAGE_EXTENSIONS or suffix in images.OTHER_IMAGE_EXTENSIONS:
+            candidate = images._Candidate(name=relative, load=images._no_bytes)
+            if outside:
+                candidate.problem = "a symbolic link to a file outside the allowed folders"
+            elif suffix in images.OTHER_IMAGE_EXTENSIONS:
+                candidate.problem = f"unsupported image format {suffix!r}"
             else:
-                source.other += 1
+                candidate.path = resolved
+                candidate.load = images._path_loader(resolved)
+            source.images.append(candidate)
+        elif suffix in _ANNOTATION_SUFFIXES and not outside:
+            info = resolved.stat()
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ANNOTATION_BYTES:
+                source.annotations.append((relative, None))  # reported as unreadable
+            else:
+                source.annotations.append((relative, resolved.read_bytes()))
+        else:
+            source.other += 1
 
 
 def _zip(name: str, stream: IO[bytes], source: _Source) -> None:
@@ -374,15 +365,12 @@ def _with_names(pending: _Pending, names: list[str]) -> _Pending:
 
 
 def _detection_project(db: Database, project_id: int) -> Project:
-    with db.reader() as session:
-        project = repo.get_project(session, project_id)
-        session.expunge_all()
-    if project.kind != ProjectKind.OBJECT_DETECTION:
-        raise InvalidInput(
-            f"project {project.name!r} is a {project.kind.replace('_', ' ')} project; images with "
-            "bounding boxes can only be imported into an object-detection project"
-        )
-    return project
+    return images.project_of_kind(
+        db,
+        project_id,
+        ProjectKind.OBJECT_DETECTION,
+        refusal="images with bounding boxes can only be imported into an object-detection project",
+    )
 
 
 def _run(
@@ -403,14 +391,13 @@ def _run(
     report.labels_from = "annotations"
     pending = _parse_annotations(source, report)
     report.images_found = len(source.images)
-    with db.reader() as session:
-        existing = dict(
-            session.execute(
-                select(Item.content_hash, Item.id).where(Item.project_id == project.id)
-            ).all()
-        )
     rows = images._prepare(
-        settings, source.images, [None] * len(source.images), existing, report, None
+        settings,
+        source.images,
+        [None] * len(source.images),
+        images.existing_hashes(db, project.id),
+        report,
+        None,
     )
     classes = [c.name for c in project.classes]
     lookup = ClassLookup(project)
@@ -463,44 +450,23 @@ def _write(
     *,
     actor: str,
 ) -> DetectionImportReport:
-    started = time.perf_counter()
-    try:
-        with db.transaction() as session:
-            project = repo.get_project(session, project_id, for_update=True)
-            record = ImportRecord(
-                project_id=project_id, filename=report.source, format=report.format
-            )
-            session.add(record)
-            session.flush()
-            report.import_id = record.id
-            writer = ChunkWriter(session, settings, project, report)
-            for row in rows:
-                writer.add_item(
-                    {
-                        "external_id": None,
-                        "text": row.candidate.name,
-                        "media_uri": row.media_uri,
-                        "meta": row.meta,
-                        "content_hash": row.digest,
-                    },
-                    None,
-                )
-            writer.finish()
-            if boxes_by_hash:
-                _write_labels(session, project_id, boxes_by_hash, report)
-            report.seconds = round(report.seconds + time.perf_counter() - started, 3)
-            record.rows = report.images_found
-            record.items_created = report.items_created
-            record.labels_created = report.labels_created
-            record.duplicates = report.duplicates
-            record.report = report.to_dict()
-            images._audit(session, actor, project_id, record, report)
-            return report
-    except IntegrityError as exc:
-        raise Conflict(
+    def write_labels(session: Session) -> None:
+        if boxes_by_hash:
+            _write_labels(session, project_id, boxes_by_hash, report)
+
+    return images.write_rows(
+        db,
+        settings,
+        project_id,
+        ((images.item_values(row, external_id=None), None) for row in rows),
+        report,
+        actor=actor,
+        then=write_labels,
+        conflict=(
             "the project changed while the images were being imported; nothing was imported, "
             "import them again"
-        ) from exc
+        ),
+    )
 
 
 def _write_labels(

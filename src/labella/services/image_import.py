@@ -40,19 +40,26 @@ import os
 import stat
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labella.config import Settings
 from labella.errors import Conflict, ImportFailed, InvalidInput
 from labella.images import IMAGE_EXTENSIONS, ImageProblem, decode, supported_formats_text
-from labella.services.importing import MAX_EXAMPLES, ChunkWriter, ClassLookup
+from labella.services.importing import (
+    MAX_EXAMPLES,
+    ChunkWriter,
+    ClassLookup,
+    close_import_record,
+    queue_encoding,
+)
 from labella.services.readers import RecordReader, detect_format
 from labella.storage import repositories as repo
 from labella.storage.db import Database
@@ -60,6 +67,7 @@ from labella.storage.media import MediaStore, check_allowed, file_uri, is_within
 from labella.storage.models import ImportRecord, Item, Project, ProjectKind
 
 ProgressCallback = Callable[[int, int], None]
+ReportT = TypeVar("ReportT", bound="ImageImportReport")
 
 PATH_CANDIDATES = ("image", "path", "image_path", "file", "filename", "file_name", "uri", "url")
 LISTING_FORMATS = ("csv", "tsv", "jsonl")
@@ -198,9 +206,7 @@ def import_folder(
     actor: str = "system",
 ) -> ImageImportReport:
     """Import every image under ``folder`` (referenced in place)."""
-    folder = check_allowed(folder, roots)
-    if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder")
+    folder = allowed_folder(folder, roots)
     project = _image_project(db, project_id)
     found, other = _walk_folder(folder, roots)
     candidates = _label_by_folder(found, project, enabled=labels_from_folders)
@@ -302,40 +308,55 @@ def _labels_from(
 # -- candidates from each source -----------------------------------------------------------------
 
 
-def _walk_folder(folder: Path, roots: Sequence[Path]) -> tuple[list[_Candidate], int]:
-    found: list[_Candidate] = []
-    other = 0
+def allowed_folder(folder: Path, roots: Sequence[Path]) -> Path:
+    """``folder`` resolved, when it lies in ``roots`` (else Forbidden) and is a folder (else
+    InvalidInput)."""
+    folder = check_allowed(folder, roots)
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder")
+    return folder
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder``, folder by folder in name order; hidden folders (``.git``)
+    are left out and symbolic links to folders are not followed."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            relative = path.relative_to(folder).as_posix()
-            suffix = path.suffix.lower()
-            if filename.startswith("."):
-                other += 1
-                continue
-            if suffix in OTHER_IMAGE_EXTENSIONS:
-                found.append(
-                    _Candidate(
-                        name=relative,
-                        load=_no_bytes,
-                        problem=f"unsupported image format {suffix!r}; supported: "
-                        f"{supported_formats_text()}",
-                    )
+            yield Path(dirpath) / filename
+
+
+def _walk_folder(folder: Path, roots: Sequence[Path]) -> tuple[list[_Candidate], int]:
+    found: list[_Candidate] = []
+    other = 0
+    for path in walk_files(folder):
+        relative = path.relative_to(folder).as_posix()
+        suffix = path.suffix.lower()
+        if path.name.startswith("."):
+            other += 1
+            continue
+        if suffix in OTHER_IMAGE_EXTENSIONS:
+            found.append(
+                _Candidate(
+                    name=relative,
+                    load=_no_bytes,
+                    problem=f"unsupported image format {suffix!r}; supported: "
+                    f"{supported_formats_text()}",
                 )
-                continue
-            if suffix not in IMAGE_EXTENSIONS:
-                other += 1
-                continue
-            candidate = _Candidate(name=relative, load=_no_bytes, path=path)
-            resolved = path.resolve()
-            if path.is_symlink() and not any(is_within(resolved, r) for r in roots):
-                candidate.problem = "a symbolic link to a file outside the allowed folders"
-            else:
-                candidate.path = resolved
-                candidate.load = _path_loader(resolved)
-            found.append(candidate)
+            )
+            continue
+        if suffix not in IMAGE_EXTENSIONS:
+            other += 1
+            continue
+        candidate = _Candidate(name=relative, load=_no_bytes, path=path)
+        resolved = path.resolve()
+        if path.is_symlink() and not any(is_within(resolved, r) for r in roots):
+            candidate.problem = "a symbolic link to a file outside the allowed folders"
+        else:
+            candidate.path = resolved
+            candidate.load = _path_loader(resolved)
+        found.append(candidate)
     return found, other
 
 
@@ -632,16 +653,37 @@ def _peek(stream: IO[bytes], n: int) -> bytes:
 # -- the import ----------------------------------------------------------------------------------
 
 
-def _image_project(db: Database, project_id: int) -> Project:
+def project_of_kind(db: Database, project_id: int, kind: ProjectKind, *, refusal: str) -> Project:
+    """The project, detached, when it is of ``kind``; else InvalidInput naming its kind, then
+    ``refusal`` (what may be imported into which kind of project)."""
     with db.reader() as session:
         project = repo.get_project(session, project_id)
         session.expunge_all()
-    if project.kind != ProjectKind.IMAGE_CLASSIFICATION:
+    if project.kind != kind:
         raise InvalidInput(
-            f"project {project.name!r} is a {project.kind.replace('_', ' ')} project; images "
-            "can only be imported into an image-classification project"
+            f"project {project.name!r} is a {project.kind.replace('_', ' ')} project; {refusal}"
         )
     return project
+
+
+def _image_project(db: Database, project_id: int) -> Project:
+    return project_of_kind(
+        db,
+        project_id,
+        ProjectKind.IMAGE_CLASSIFICATION,
+        refusal="images can only be imported into an image-classification project",
+    )
+
+
+def existing_hashes(db: Database, project_id: int) -> dict[str, int]:
+    """The content hash of each item of the project, with its id: an image already there is a
+    duplicate."""
+    with db.reader() as session:
+        return dict(
+            session.execute(
+                select(Item.content_hash, Item.id).where(Item.project_id == project_id)
+            ).all()
+        )
 
 
 def _run(
@@ -669,17 +711,11 @@ def _run(
     report.other_files = other_files
     report.labels_from = labels_from
     report.images_found = len(candidates)
-    with db.reader() as session:
-        existing = dict(
-            session.execute(
-                select(Item.content_hash, Item.id).where(Item.project_id == project.id)
-            ).all()
-        )
     rows = _prepare(
         settings,
         candidates,
         class_ids,
-        existing,
+        existing_hashes(db, project.id),
         report,
         progress,
         multi_label=project.multi_label,
@@ -796,6 +832,48 @@ def _write(
     *,
     actor: str,
 ) -> ImageImportReport:
+    return write_rows(
+        db,
+        settings,
+        project_id,
+        ((item_values(row, external_id=row.candidate.external_id), row.class_ids) for row in rows),
+        report,
+        actor=actor,
+        then=lambda session: queue_encoding(session, project_id, report),
+        conflict=(
+            "the project changed while the images were being imported; nothing was imported, "
+            "import them again (images already stored are reused)"
+        ),
+    )
+
+
+def item_values(row: _Row, *, external_id: str | None) -> dict[str, Any]:
+    """The ``item`` columns of a prepared image (its class ids go to :meth:`ChunkWriter.add_item`
+    beside them)."""
+    return {
+        "external_id": external_id,
+        "text": row.candidate.name,
+        "media_uri": row.media_uri,
+        "meta": row.meta,
+        "content_hash": row.digest,
+    }
+
+
+def write_rows(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    items: Iterable[tuple[dict[str, Any], list[int] | None]],
+    report: ReportT,
+    *,
+    actor: str,
+    then: Callable[[Session], None],
+    conflict: str,
+) -> ReportT:
+    """Write the prepared images (item columns, class ids) of an image import in one
+    transaction with its record and audit event; ``then`` adds what the kind of import writes
+    after the items, in the same transaction. Conflict(``conflict``) when another writer changed
+    the project meanwhile: nothing of the import is kept."""
     started = time.perf_counter()
     try:
         with db.transaction() as session:
@@ -807,59 +885,22 @@ def _write(
             session.flush()
             report.import_id = record.id
             writer = ChunkWriter(session, settings, project, report)
-            for row in rows:
-                writer.add_item(
-                    {
-                        "external_id": row.candidate.external_id,
-                        "text": row.candidate.name,
-                        "media_uri": row.media_uri,
-                        "meta": row.meta,
-                        "content_hash": row.digest,
-                    },
-                    row.class_ids,
-                )
+            for values, class_ids in items:
+                writer.add_item(values, class_ids)
             writer.finish()
-            if report.items_created:
-                from labella.jobs import queue
-
-                job = queue.enqueue(session, kind="encode", project_id=project_id)
-                report.encode_job_id = job.id
+            then(session)
             report.seconds = round(report.seconds + time.perf_counter() - started, 3)
-            record.rows = report.images_found
-            record.items_created = report.items_created
-            record.labels_created = report.labels_created
-            record.duplicates = report.duplicates
-            record.report = report.to_dict()
-            _audit(session, actor, project_id, record, report)
+            close_import_record(
+                session,
+                record,
+                report,
+                rows=report.images_found,
+                actor=actor,
+                detail={"skipped": report.skipped},
+            )
             return report
     except IntegrityError as exc:
-        raise Conflict(
-            "the project changed while the images were being imported; nothing was imported, "
-            "import them again (images already stored are reused)"
-        ) from exc
-
-
-def _audit(
-    session: Any, actor: str, project_id: int, record: ImportRecord, report: ImageImportReport
-) -> None:
-    from labella.services import audit
-
-    audit.record(
-        session,
-        actor=actor,
-        action="import",
-        project_id=project_id,
-        detail={
-            "import_id": record.id,
-            "filename": record.filename,
-            "format": report.format,
-            "rows": report.images_found,
-            "items_created": report.items_created,
-            "labels_created": report.labels_created,
-            "duplicates": report.duplicates,
-            "skipped": report.skipped,
-        },
-    )
+        raise Conflict(conflict) from exc
 
 
 def iter_report_lines(report: ImageImportReport, *, shown: int = 5) -> Iterator[str]:

@@ -175,34 +175,9 @@ def import_file(
             report.label_field = reader.label_field
             report.id_field = reader.id_field
             report.bytes_read = counting.bytes_read
-            if report.items_created:
-                from labella.jobs import queue
-
-                job = queue.enqueue(session, kind="encode", project_id=project_id)
-                report.encode_job_id = job.id
+            queue_encoding(session, project_id, report)
             report.seconds = round(time.perf_counter() - started, 3)
-            record.rows = report.rows
-            record.items_created = report.items_created
-            record.labels_created = report.labels_created
-            record.duplicates = report.duplicates
-            record.report = report.to_dict()
-            from labella.services import audit
-
-            audit.record(
-                session,
-                actor=actor,
-                action="import",
-                project_id=project_id,
-                detail={
-                    "import_id": record.id,
-                    "filename": record.filename,
-                    "format": fmt,
-                    "rows": report.rows,
-                    "items_created": report.items_created,
-                    "labels_created": report.labels_created,
-                    "duplicates": report.duplicates,
-                },
-            )
+            close_import_record(session, record, report, rows=report.rows, actor=actor)
             return report
     except IntegrityError as exc:
         # Imports into one project are serialised (project row lock / SQLite write lock), so this
@@ -226,6 +201,68 @@ def list_imports(db: Database, project_id: int) -> list[ImportRecord]:
         # Detach them loaded: the reader's closing rollback would otherwise expire them.
         session.expunge_all()
         return records
+
+
+class RecordedReport(Protocol):
+    """What :func:`close_import_record` copies into the import's record (a text or an image
+    import's report)."""
+
+    format: str
+    items_created: int
+    labels_created: int
+    duplicates: int
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class EncodedReport(Protocol):
+    items_created: int
+    encode_job_id: int | None
+
+
+def queue_encoding(session: Session, project_id: int, report: EncodedReport) -> None:
+    """Queue the encode job that embeds the items the import created (none: no job)."""
+    if report.items_created:
+        from labella.jobs import queue
+
+        job = queue.enqueue(session, kind="encode", project_id=project_id)
+        report.encode_job_id = job.id
+
+
+def close_import_record(
+    session: Session,
+    record: ImportRecord,
+    report: RecordedReport,
+    *,
+    rows: int,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Store the import's counts and report in its record and audit it; ``rows`` is what the
+    import read (rows of a file, images found), ``detail`` what its audit adds."""
+    record.rows = rows
+    record.items_created = report.items_created
+    record.labels_created = report.labels_created
+    record.duplicates = report.duplicates
+    record.report = report.to_dict()
+    from labella.services import audit
+
+    audit.record(
+        session,
+        actor=actor,
+        action="import",
+        project_id=record.project_id,
+        detail={
+            "import_id": record.id,
+            "filename": record.filename,
+            "format": report.format,
+            "rows": rows,
+            "items_created": report.items_created,
+            "labels_created": report.labels_created,
+            "duplicates": report.duplicates,
+            **(detail or {}),
+        },
+    )
 
 
 class WriterReport(Protocol):
