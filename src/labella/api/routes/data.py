@@ -10,22 +10,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.forms import flag_field, multipart_form, text_field
 from labella.api.policy import ImportExport
 from labella.api.schemas import ImportRecordOut, ImportReportOut
-from labella.errors import InvalidInput, PayloadTooLarge
+from labella.errors import InvalidInput
 from labella.services import exporting, importing
-from labella.services.readers import format_bytes
 
 router = APIRouter(prefix="/api/projects", tags=["data"])
 
-# Room for the multipart envelope (boundaries, part headers, the small option fields) when the
-# request's Content-Length is compared with the file size limit; the exact limit is enforced on the
-# file's own bytes while it is read.
-MULTIPART_ALLOWANCE = 64 * 1024
-
 _TEXT_OPTIONS = ("text_field", "label_field", "id_field", "format", "label_separator")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 _IMPORT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -86,15 +79,9 @@ async def create_import(
     """All or nothing: a file with a problem (reported with its line) changes nothing.
     Duplicate texts and empty rows are skipped and reported."""
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    # Refuse before reading a byte when the client says up front that the body is too large.
-    if declared.isdigit() and int(declared) > limit + MULTIPART_ALLOWANCE:
-        raise PayloadTooLarge(
-            f"the upload is {format_bytes(int(declared))}, over the limit of {format_bytes(limit)}",
-            details={"limit_bytes": limit},
-        )
-    form = await request.form(max_files=1, max_fields=len(_TEXT_OPTIONS) + 2)
-    try:
+    async with multipart_form(
+        request, limit, max_files=1, max_fields=len(_TEXT_OPTIONS) + 2
+    ) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput(
@@ -112,8 +99,6 @@ async def create_import(
             actor=member.username,
             **options,
         )
-    finally:
-        await form.close()
     if worker is not None:
         worker.wake()
     return ImportReportOut.model_validate(report)
@@ -150,16 +135,11 @@ def export(
 def _import_options(form: FormData) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name in _TEXT_OPTIONS:
-        value = form.get(name)
-        if isinstance(value, UploadFile):
-            raise InvalidInput(f"form field {name!r} must be text, not a file")
+        value = text_field(form, name)
         if value is None or (name != "label_separator" and not value.strip()):
             continue
         options["fmt" if name == "format" else name] = value
-    header = form.get("has_header")
-    if isinstance(header, str) and header.strip():
-        flag = header.strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise InvalidInput(f"has_header must be true or false, got {header!r}")
-        options["has_header"] = flag in _TRUE
+    header = flag_field(form, "has_header")
+    if header is not None:
+        options["has_header"] = header
     return options

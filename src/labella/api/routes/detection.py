@@ -9,19 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from labella.api.deps import DbDep, SettingsDep
+from labella.api.forms import multipart_form, uploaded_files
 from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport
 from labella.api.schemas import ImageImportReportOut
-from labella.errors import InvalidInput, PayloadTooLarge
 from labella.services import detection_export, detection_import, image_import
-from labella.services.readers import format_bytes
 
 router = APIRouter(prefix="/api/projects/{project_id}/detections", tags=["object detection"])
 
-MULTIPART_ALLOWANCE = 64 * 1024
 MAX_FILES = 20_000
 
 _UPLOAD_BODY = multipart_files_body(
@@ -66,36 +63,15 @@ async def upload_detections(
     """Bad annotation files (a box outside its image, a negative size, an unknown class, a
     missing image, unparseable or unsafe XML) are skipped and reported by name."""
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_ALLOWANCE:
-        raise PayloadTooLarge(
-            f"the upload is {format_bytes(int(declared))}, over the limit of {format_bytes(limit)}",
-            details={"limit_bytes": limit},
-        )
-    form = await request.form(max_files=MAX_FILES, max_fields=4)
-    try:
-        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-        if not uploads:
-            raise InvalidInput(
-                "no files uploaded: send them as multipart/form-data in fields named 'files'"
-            )
-        total = sum(f.size or 0 for f in uploads)
-        if total > limit:
-            raise PayloadTooLarge(
-                f"the files add up to {format_bytes(total)}, over the limit of "
-                f"{format_bytes(limit)}",
-                details={"limit_bytes": limit},
-            )
+    async with multipart_form(request, limit, max_files=MAX_FILES, max_fields=4) as form:
         report = await run_in_threadpool(
             detection_import.import_files,
             db,
             settings,
             project_id,
-            [(f.filename or "upload", f.file) for f in uploads],
+            uploaded_files(form, limit),
             actor=member.username,
         )
-    finally:
-        await form.close()
     return DetectionImportReportOut.model_validate(report)
 
 

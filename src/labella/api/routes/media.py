@@ -7,29 +7,26 @@ dir (after symlinks are resolved); anything else is refused with 403 before a fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 
 from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.forms import flag_field, multipart_form, text_field, uploaded_files
 from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport, ViewProject
 from labella.api.schemas import FolderImportIn, ImageImportReportOut
-from labella.errors import InvalidInput, PayloadTooLarge
 from labella.services import image_import
 from labella.services import media as media_service
-from labella.services.readers import format_bytes
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["images"])
 
-MULTIPART_ALLOWANCE = 64 * 1024
 MAX_FILES = 10_000
 _TEXT_OPTIONS = ("base_dir", "path_field", "label_field", "id_field", "label_separator", "labels")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 # The bytes behind a URL never change (an item's content is fixed by its hash), but the ETag is
 # still sent so that a client can revalidate cheaply after max-age.
 CACHE_CONTROL = "private, max-age=86400"
@@ -75,39 +72,21 @@ async def upload_images(
     """Bad images (corrupt, truncated, unsupported, unsafe archive paths, decompression bombs)
     are skipped and reported by name; the others are imported."""
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_ALLOWANCE:
-        raise PayloadTooLarge(
-            f"the upload is {format_bytes(int(declared))}, over the limit of {format_bytes(limit)}",
-            details={"limit_bytes": limit},
-        )
-    form = await request.form(max_files=MAX_FILES, max_fields=len(_TEXT_OPTIONS) + 2)
-    try:
-        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-        if not uploads:
-            raise InvalidInput(
-                "no files uploaded: send them as multipart/form-data in fields named 'files'"
-            )
-        total = sum(f.size or 0 for f in uploads)
-        if total > limit:
-            raise PayloadTooLarge(
-                f"the files add up to {format_bytes(total)}, over the limit of "
-                f"{format_bytes(limit)}",
-                details={"limit_bytes": limit},
-            )
+    async with multipart_form(
+        request, limit, max_files=MAX_FILES, max_fields=len(_TEXT_OPTIONS) + 2
+    ) as form:
+        uploads = uploaded_files(form, limit)
         options = _upload_options(form)
         report = await run_in_threadpool(
             image_import.import_files,
             db,
             settings,
             project_id,
-            [(f.filename or "upload", f.file) for f in uploads],
+            uploads,
             roots=image_import.api_roots(settings),
             actor=member.username,
             **options,
         )
-    finally:
-        await form.close()
     if worker is not None:
         worker.wake()
     return ImageImportReportOut.model_validate(report)
@@ -157,10 +136,9 @@ def item_image(
     member: ViewProject,
 ) -> Response:
     media = media_service.item_media(db, project_id, item_id)
-    if _matches(request, media.etag):
-        return _not_modified(media.etag)
-    data = media_service.read_image(settings, media)
-    return Response(content=data, media_type=media.media_type, headers=_cache_headers(media.etag))
+    return _cached(
+        request, media.etag, media.media_type, lambda: media_service.read_image(settings, media)
+    )
 
 
 @router.get(
@@ -178,14 +156,19 @@ def item_thumbnail(
     member: ViewProject,
 ) -> Response:
     media = media_service.item_media(db, project_id, item_id)
-    if _matches(request, media.thumbnail_etag):
-        return _not_modified(media.thumbnail_etag)
-    data = media_service.thumbnail_bytes(settings, media)
-    return Response(
-        content=data,
-        media_type=media_service.THUMBNAIL_TYPE,
-        headers=_cache_headers(media.thumbnail_etag),
+    return _cached(
+        request,
+        media.thumbnail_etag,
+        media_service.THUMBNAIL_TYPE,
+        lambda: media_service.thumbnail_bytes(settings, media),
     )
+
+
+def _cached(request: Request, etag: str, media_type: str, read: Callable[[], bytes]) -> Response:
+    """304 when the client already has ``etag``; else the bytes ``read`` returns, with it."""
+    if _matches(request, etag):
+        return _not_modified(etag)
+    return Response(content=read(), media_type=media_type, headers=_cache_headers(etag))
 
 
 def _cache_headers(etag: str) -> dict[str, str]:
@@ -204,9 +187,7 @@ def _not_modified(etag: str) -> Response:
 def _upload_options(form: FormData) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name in _TEXT_OPTIONS:
-        value = form.get(name)
-        if isinstance(value, UploadFile):
-            raise InvalidInput(f"form field {name!r} must be text, not a file")
+        value = text_field(form, name)
         if value is None or (name != "label_separator" and not value.strip()):
             continue
         if name == "base_dir":
@@ -216,10 +197,7 @@ def _upload_options(form: FormData) -> dict[str, Any]:
             options[name] = [p.strip() for p in value.split(separator) if p.strip()]
         else:
             options[name] = value
-    flag = form.get("labels_from_folders")
-    if isinstance(flag, str) and flag.strip():
-        lowered = flag.strip().lower()
-        if lowered not in _TRUE | _FALSE:
-            raise InvalidInput(f"labels_from_folders must be true or false, got {flag!r}")
-        options["labels_from_folders"] = lowered in _TRUE
+    flag = flag_field(form, "labels_from_folders")
+    if flag is not None:
+        options["labels_from_folders"] = flag
     return options
