@@ -79,22 +79,11 @@ def _follow_job(db: Any, settings: Any, job_id: int) -> Any:
 
 
 def _active_job(db: Any, project_id: int, kind: str) -> int | None:
-    from sqlalchemy import select
-
-    from labella.storage.models import Job, JobStatus
+    from labella.services.training import active_job
 
     with db.reader() as session:
-        job_id: int | None = session.scalar(
-            select(Job.id)
-            .where(
-                Job.project_id == project_id,
-                Job.kind == kind,
-                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-            )
-            .order_by(Job.id)
-            .limit(1)
-        )
-        return job_id
+        job = active_job(session, project_id, kind)
+        return job.id if job is not None else None
 
 
 def _first_job_after(db: Any, project_id: int, kind: str, after_id: int) -> int | None:
