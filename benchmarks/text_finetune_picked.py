@@ -9,6 +9,10 @@ the project's linear head refitted on the fine-tuned encoder's embeddings (what 
 ``finetune_encoder`` job leaves the project with).
 
     .venv/bin/python benchmarks/text_finetune_picked.py --task sst2 --labels 250 --max-pairs 8000
+
+With ``--continue-to N`` labeling then goes on as the project does after its fine-tuning (the pool
+re-encoded by the fine-tuned encoder, the same strategy picking batches of 20 for the linear head)
+up to N labels, and the test accuracy at each step is reported.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategy", default="cluster_margin")
     parser.add_argument("--max-pairs", type=int, default=8000)
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
+    parser.add_argument(
+        "--continue-to",
+        type=int,
+        default=0,
+        help="after the fine-tuning, go on labeling as the project does (the same strategy, "
+        "batches of 20, the linear head on the fine-tuned encoder's embeddings) up to this many "
+        "labels, scoring each step",
+    )
     args = parser.parse_args(argv)
 
     task = TASKS[args.task]()
@@ -86,8 +98,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         "setfit_encoder_linear_head": round(float(product.mean()), 4),
         "setfit_fit_seconds": round(seconds),
     }
+    if args.continue_to > args.labels:
+        row["after_finetune"] = continue_on_finetuned(
+            learner, task, picked, to=args.continue_to, seed=args.seed, strategy=args.strategy
+        )
     print(json.dumps(row))
     return 0
+
+
+def continue_on_finetuned(
+    learner: SetFitLearner, task: object, picked: np.ndarray, *, to: int, seed: int, strategy: str
+) -> dict[int, float]:
+    """Test accuracy at each label count from ``len(picked)`` to ``to`` as labeling goes on after
+    the fine-tuning: the pool re-encoded by the fine-tuned encoder (as the job leaves the
+    project), its clusters refitted, and the strategy picking batches of 20 for the linear head."""
+    pool_texts, test_texts = task.pool.texts, task.test.texts  # type: ignore[attr-defined]
+    y_pool, y_test = task.pool.labels, task.test.labels  # type: ignore[attr-defined]
+    n_classes = len(task.pool.classes)  # type: ignore[attr-defined]
+    X_pool, X_test = learner.encode(pool_texts), learner.encode(test_texts)
+    schedule = sim.label_schedule(initial=len(picked), batch=20, budget=to)
+    curve = sim.run_loop(
+        X_pool,
+        y_pool,
+        X_test,
+        y_test,
+        strategy=get_strategy(strategy),
+        seed_set=picked,
+        schedule=schedule,
+        make_model=lambda: make_head("linear", n_classes=n_classes, random_state=seed),
+        clusters=fit_clusters(X_pool, sim.default_n_clusters(len(X_pool)), random_state=0),
+        rng=np.random.default_rng([seed, zlib.crc32(strategy.encode()), 1]),
+    )
+    return {int(n): round(float(a), 4) for n, a in zip(schedule, curve, strict=True)}
 
 
 if __name__ == "__main__":
