@@ -1,4 +1,5 @@
-"""The SetFit learner: contrastive fine-tuning of the real MiniLM encoder, then a head."""
+"""The text fine-tuning learners on the real MiniLM encoder: SetFit (contrastive pairs) and the
+end-to-end classifier fine-tuning, each then a head."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import numpy as np
 import pytest
 
 from labella.learners.encoders import get_text_encoder
-from labella.learners.finetune import SetFitLearner, make_pairs
+from labella.learners.finetune import (
+    ClassifierFineTuner,
+    SetFitLearner,
+    TextFineTuner,
+    make_pairs,
+)
 from labella.learners.heads import make_head
 
 SPORT = [
@@ -188,8 +194,84 @@ def test_bad_settings_and_unfitted_use(tmp_path: Path) -> None:
         tiny().fit("one string", [0])
     with pytest.raises(RuntimeError, match="not fitted"):
         SetFitLearner().predict_proba(["text"])
-    with pytest.raises(FileNotFoundError, match="no saved SetFit learner"):
+    with pytest.raises(FileNotFoundError, match="no saved fine-tuned learner"):
         SetFitLearner.load(tmp_path)
+
+
+def tiny_classifier(**overrides: Any) -> ClassifierFineTuner:
+    """Settings small enough for a test: 4 epochs of 3 steps of 8 texts."""
+    settings: dict[str, Any] = {"epochs": 4, "batch_size": 8, "learning_rate": 5e-5}
+    return ClassifierFineTuner(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def classifier() -> ClassifierFineTuner:
+    return tiny_classifier(random_state=0).fit(TEXTS, LABELS)
+
+
+def test_classifier_fine_tuning_moves_the_encoder_and_classifies_held_out_texts(
+    classifier: ClassifierFineTuner,
+) -> None:
+    base = get_text_encoder().encode(TEST_TEXTS)
+    tuned = classifier.encode(TEST_TEXTS)
+    assert tuned.shape == (len(TEST_TEXTS), 384) and tuned.dtype == np.float32
+    assert np.abs(tuned - base).max() > 1e-3
+    assert classifier.n_steps_ == 4 * 3
+    # The loss falls as the encoder and the layer learn the two classes.
+    assert classifier.train_losses_[-1] < classifier.train_losses_[0]
+    accuracy = float((classifier.predict(TEST_TEXTS) == TEST_LABELS).mean())
+    assert accuracy >= 0.8
+
+
+def test_classifier_fine_tuning_pulls_each_class_together(
+    classifier: ClassifierFineTuner,
+) -> None:
+    def gap(vectors: np.ndarray) -> float:
+        similarity = vectors @ vectors.T
+        same = TEST_LABELS[:, None] == TEST_LABELS[None, :]
+        off_diagonal = ~np.eye(len(TEST_LABELS), dtype=bool)
+        return float(similarity[same & off_diagonal].mean() - similarity[~same].mean())
+
+    assert gap(classifier.encode(TEST_TEXTS)) > gap(get_text_encoder().encode(TEST_TEXTS)) + 0.05
+
+
+def test_classifier_is_seeded_and_reports_each_step(classifier: ClassifierFineTuner) -> None:
+    calls: list[tuple[int, int]] = []
+    again = tiny_classifier(random_state=0).fit(
+        TEXTS, LABELS, progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(step, 12) for step in range(1, 13)]
+    np.testing.assert_allclose(again.encode(TEST_TEXTS), classifier.encode(TEST_TEXTS), atol=1e-6)
+
+
+def test_a_saved_learner_loads_as_its_own_method(
+    classifier: ClassifierFineTuner, fitted: SetFitLearner, tmp_path: Path
+) -> None:
+    classifier.save(tmp_path / "classifier")
+    fitted.save(tmp_path / "setfit")
+    loaded = TextFineTuner.load(tmp_path / "classifier")
+    assert isinstance(loaded, ClassifierFineTuner)
+    assert loaded.scale == classifier.scale and loaded.epochs == 4
+    assert loaded.train_losses_ == classifier.train_losses_
+    np.testing.assert_array_equal(
+        loaded.predict_proba(TEST_TEXTS), classifier.predict_proba(TEST_TEXTS)
+    )
+    assert isinstance(TextFineTuner.load(tmp_path / "setfit"), SetFitLearner)
+    with pytest.raises(ValueError, match="holds a 'classifier' learner, not a SetFitLearner"):
+        SetFitLearner.load(tmp_path / "classifier")
+
+
+def test_classifier_bad_settings_and_input() -> None:
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        ClassifierFineTuner(scale=0)
+    with pytest.raises(ValueError, match="layer_learning_rate"):
+        ClassifierFineTuner(layer_learning_rate=2.0)
+    with pytest.raises(ValueError, match="epochs"):
+        ClassifierFineTuner(epochs=0)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        tiny_classifier().fit(TEXTS[:3], [1, 1, 1])
+    with pytest.raises(RuntimeError, match="ClassifierFineTuner is not fitted"):
+        ClassifierFineTuner().encode(["text"])
 
 
 @pytest.mark.parametrize(("kind", "multi_label"), [("linear", False), ("mlp", True)])

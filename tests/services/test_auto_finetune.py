@@ -122,9 +122,14 @@ def test_a_fine_tuning_is_queued_at_the_threshold_and_only_once(
     corpus.label(1)
     [job] = finetune_jobs(db, corpus.id)
     assert job.status == JobStatus.QUEUED
-    # the defaults of a requested fine-tuning (8,000 pairs at most), queued by no one
-    assert job.params == {**finetuning.DEFAULTS, "actor": "system", "auto_labels": 20}
-    assert finetuning.DEFAULTS["max_pairs"] == 8000
+    # the defaults of a requested fine-tuning (the classifier method, 8 epochs), queued by no one
+    assert job.params == {
+        "method": "classifier",
+        **finetuning.DEFAULTS,
+        "actor": "system",
+        "auto_labels": 20,
+    }
+    assert finetuning.DEFAULTS == {"epochs": 8, "batch_size": 16}
     # ... which the job reads back as its settings (the executor's own check)
     with db.reader() as session:
         project = repo.get_project(session, corpus.id)
@@ -418,7 +423,7 @@ def test_a_cancel_that_arrives_after_training_still_keeps_the_encoder(
             settings,
             corpus.id,
             job_id=queued.id,
-            params=finetuning.FinetuneParams(**TINY),
+            params=finetuning.FinetuneParams.checked(TINY),
         )
     assert encoder_of(db, corpus.id) == MINILM_NAME
     assert audit_events(db, corpus.id, "encoder.finetune") == []

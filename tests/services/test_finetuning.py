@@ -171,6 +171,8 @@ def test_finetune_switches_the_encoder_and_trains_on_the_fine_tuned_vectors(
     assert finetuning.parse_encoder_name(name) == (tiny.id, job.id)
     assert result["previous_encoder"] == MINILM_NAME
     assert result["n_labels"] == 16 and result["n_pairs"] == 32
+    # pair settings without a method ask for SetFit
+    assert result["method"] == "setfit" and name.startswith("finetuned-text:")
     assert result["n_items"] == len(SPORT) + len(COOKING)
     assert "fine-tuned all-MiniLM-L6-v2 on 16 labels" in done.message
     assert done.progress_done == done.progress_total == 100
@@ -196,6 +198,7 @@ def test_finetune_switches_the_encoder_and_trains_on_the_fine_tuned_vectors(
     assert v2.encoder == name and v2.metrics["encoder"] == name
     assert v2.metrics["fine_tuned_encoder"]["job_id"] == job.id
     assert v2.metrics["fine_tuned_encoder"]["n_pairs"] == 32
+    assert v2.metrics["fine_tuned_encoder"]["method"] == "setfit"
     with db.reader() as session:
         model_ids = set(
             session.scalars(
@@ -228,6 +231,31 @@ def test_finetune_switches_the_encoder_and_trains_on_the_fine_tuned_vectors(
     assert failed == 0
 
 
+def test_the_default_method_fine_tunes_the_encoder_as_a_classifier(
+    db: Database, settings: Settings, worker: Worker, corpus: Callable[..., Corpus]
+) -> None:
+    from labella.learners.finetune import ClassifierFineTuner, TextFineTuner
+
+    tiny = corpus()
+    job = finetuning.request_finetune(db, settings, tiny.id, params={"epochs": 2})
+    assert job_of(db, job.id).params["method"] == "classifier"
+    worker.run_until_idle()
+    done = job_of(db, job.id)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    result = done.result or {}
+    assert result["method"] == "classifier" and result["n_pairs"] == 0 and result["epochs"] == 2
+    assert result["encoder"].startswith(f"finetuned-text:project-{tiny.id}:v{job.id}-")
+    assert "on 16 labels (end to end as a classifier, 2 epoch(s)" in done.message
+    saved = TextFineTuner.load(finetuning.encoder_dir(settings, tiny.id, job.id))
+    assert isinstance(saved, ClassifierFineTuner) and saved.n_steps_ == 2
+    assert stored_state(db, settings, tiny.id)["encoder"] == result["encoder"]
+    tuned = versions(db, tiny.id)[-1]
+    assert tuned.encoder == result["encoder"]
+    assert tuned.metrics["fine_tuned_encoder"]["method"] == "classifier"
+    # names of text encoders saved before the classifier method existed still parse
+    assert finetuning.parse_encoder_name(f"setfit:project-{tiny.id}:v9-0123abcd") == (tiny.id, 9)
+
+
 def test_a_re_run_job_reuses_the_saved_encoder(
     db: Database, settings: Settings, worker: Worker, corpus: Callable[..., Corpus]
 ) -> None:
@@ -239,7 +267,7 @@ def test_a_re_run_job_reuses_the_saved_encoder(
     written = saved.stat().st_mtime_ns
     # as after a restart: the same job runs again
     again = finetuning.finetune_project(
-        db, settings, tiny.id, job_id=job.id, params=finetuning.FinetuneParams(**TINY)
+        db, settings, tiny.id, job_id=job.id, params=finetuning.FinetuneParams.checked(TINY)
     )
     assert again.reused and again.encoder == first["encoder"] and again.n_encoded == 0
     assert saved.stat().st_mtime_ns == written
@@ -344,12 +372,20 @@ def test_bad_settings_and_encoder_names_are_refused(
     make_project: Callable[..., Any],
 ) -> None:
     tiny = corpus()
-    with pytest.raises(InvalidInput, match="epochs must be a whole number from 1 to 10"):
+    with pytest.raises(InvalidInput, match="epochs must be a whole number from 1 to 30"):
         finetuning.request_finetune(db, settings, tiny.id, params={"epochs": 0})
     with pytest.raises(InvalidInput, match="epochs must be a whole number from 1 to 10, got 11"):
-        finetuning.request_finetune(db, settings, tiny.id, params={"epochs": 11})
-    with pytest.raises(InvalidInput, match=r"setting\(s\) for a text project: image_size"):
+        finetuning.request_finetune(
+            db, settings, tiny.id, params={"method": "setfit", "epochs": 11}
+        )
+    with pytest.raises(InvalidInput, match=r"classifier method of a text project: image_size"):
         finetuning.request_finetune(db, settings, tiny.id, params={"image_size": 64})
+    with pytest.raises(InvalidInput, match="unknown fine-tuning method 'lora'; known: classifier"):
+        finetuning.request_finetune(db, settings, tiny.id, params={"method": "lora"})
+    with pytest.raises(InvalidInput, match=r"classifier method of a text project: n_iterations"):
+        finetuning.request_finetune(
+            db, settings, tiny.id, params={"method": "classifier", "n_iterations": 2}
+        )
     with pytest.raises(InvalidInput, match="unknown fine-tuning setting"):
         finetuning.request_finetune(db, settings, tiny.id, params={"lr": 1})
     with pytest.raises(InvalidInput, match="unknown text encoder 'nope'"):
@@ -377,6 +413,12 @@ def test_the_api_queues_a_finetune_job_or_says_what_is_missing(
     tiny = corpus()
     bad = client.post(f"/api/projects/{tiny.id}/finetune", json={"epochs": 0})
     assert bad.status_code == 422
+    bad = client.post(f"/api/projects/{tiny.id}/finetune", json={"method": "lora"})
+    assert bad.status_code == 422 and "method" in bad.text
+    bad = client.post(
+        f"/api/projects/{tiny.id}/finetune", json={"method": "classifier", "max_pairs": 10}
+    )
+    assert bad.status_code == 422 and "max_pairs" in bad.json()["detail"]
     answer = client.post(f"/api/projects/{tiny.id}/finetune", json={"n_iterations": 2})
     assert answer.status_code == 202, answer.text
     job = answer.json()
@@ -445,7 +487,7 @@ def test_the_cli_fine_tunes_and_retrains_or_says_what_is_missing(
     assert run("import", "topics", str(rest)).exit_code == 0
     done = run("finetune", "topics", "--iterations", "1", "--max-pairs", "32")
     assert done.exit_code == 0, done.output
-    assert "fine-tuned all-MiniLM-L6-v2 on 20 labels (32 pairs" in done.stdout
+    assert "fine-tuned all-MiniLM-L6-v2 on 20 labels (SetFit, 32 pairs" in done.stdout
     # the encode job had already queued a first training (v1, on MiniLM); this one is on the
     # fine-tuned vectors
     assert "model v2 trained on 20 labels" in done.stdout, done.stdout

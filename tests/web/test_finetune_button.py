@@ -83,7 +83,7 @@ def test_the_dashboard_follows_a_fine_tuning_and_the_switch_back(
         assert queued.status_code == 202, queued.text
     encoder = page.locator("#encoder-name")
     expect(encoder).to_contain_text(
-        f"setfit:project-{project['id']}:v", timeout=FINETUNE_TIMEOUT_MS
+        f"finetuned-text:project-{project['id']}:v", timeout=FINETUNE_TIMEOUT_MS
     )
     expect(curve).to_contain_text("v2 (fine-tuned encoder)", timeout=FINETUNE_TIMEOUT_MS)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,20 +96,29 @@ class ProjectPatch(BaseModel):
 
 class FinetuneRequest(BaseModel):
     """Optional settings of an encoder fine-tuning (services.finetuning, which checks them per
-    kind of project); CPU time grows with pairs x epochs (text), labels x epochs x image_size
-    squared (images)."""
+    kind of project); CPU time grows with labels x epochs (text, classifier), pairs x epochs (text,
+    SetFit), labels x epochs x image_size squared (images)."""
 
+    method: Literal["classifier", "setfit"] | None = Field(
+        default=None,
+        description="Text: 'classifier' (end to end with cross-entropy; the default) or 'setfit' "
+        "(contrastive sentence pairs; the default when n_iterations or max_pairs is given)",
+    )
     n_iterations: int | None = Field(
-        default=None, ge=1, le=100, description="Text: pair rounds (SetFit's R); default 20"
+        default=None, ge=1, le=100, description="Text, SetFit: pair rounds (R); default 20"
     )
     epochs: int | None = Field(
         default=None,
         ge=1,
         le=50,
-        description="Passes over the pairs (text: 1-10, default 1) or images (1-50, default 15)",
+        description="Passes over the labels (text, classifier: 1-30, default 8), the pairs "
+        "(SetFit: 1-10, default 1) or the images (1-50, default 15)",
     )
     max_pairs: int | None = Field(
-        default=None, ge=2, le=100_000, description="Text: cap on the training pairs; default 8000"
+        default=None,
+        ge=2,
+        le=100_000,
+        description="Text, SetFit: cap on the training pairs; default 8000",
     )
     image_size: int | None = Field(
         default=None, ge=32, le=512, description="Images: side in pixels; default 224"

@@ -14,21 +14,28 @@ from labella.cli.main import app, fail, friendly_errors, open_database, resolve_
 @friendly_errors
 def finetune(
     project: Annotated[str, typer.Argument(help="Project id or name")],
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Text: classifier (end to end with cross-entropy; the default) or setfit "
+            "(contrastive sentence pairs; the default when --iterations or --max-pairs is given)"
+        ),
+    ] = None,
     iterations: Annotated[
         int | None,
-        typer.Option(help="Text: pair rounds (SetFit's R, default 20)", min=1, max=100),
+        typer.Option(help="Text, SetFit: pair rounds (R, default 20)", min=1, max=100),
     ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
-            help="Passes over the pairs (text: 1-10, default 1) or the labelled images "
-            "(images: 1-50, default 15)",
+            help="Passes over the labels (text, classifier: 1-30, default 8), the pairs "
+            "(SetFit: 1-10, default 1) or the labelled images (images: 1-50, default 15)",
             min=1,
             max=50,
         ),
     ] = None,
     max_pairs: Annotated[
-        int | None, typer.Option(help="Text: cap on training pairs (default 8000)", min=2)
+        int | None, typer.Option(help="Text, SetFit: cap on training pairs (default 8000)", min=2)
     ] = None,
     image_size: Annotated[
         int | None,
@@ -43,9 +50,9 @@ def finetune(
         typer.Option("--wait/--no-wait", help="Run it here and wait (default), or only queue it"),
     ] = True,
 ) -> None:
-    """Fine-tune the project's encoder on its human labels (text: SetFit; images: EfficientNet-Lite0
-    end to end), switch the project to it, re-encode the items and retrain. Takes minutes on a
-    CPU (images: tens of minutes for a few hundred labels)."""
+    """Fine-tune the project's encoder on its human labels (text: end to end as a classifier, or
+    SetFit; images: EfficientNet-Lite0 end to end), switch the project to it, re-encode the items
+    and retrain. Takes minutes on a CPU (images: tens of minutes for a few hundred labels)."""
     from labella.cli.model_cmds import _active_job, _first_job_after, _follow_job, _print_metrics
     from labella.errors import NotReady
     from labella.services import finetuning
@@ -56,6 +63,7 @@ def finetune(
     try:
         found = resolve_project(db, project)
         params = {
+            "method": method,
             "n_iterations": iterations,
             "epochs": epochs,
             "max_pairs": max_pairs,

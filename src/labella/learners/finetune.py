@@ -1,4 +1,12 @@
-"""A text learner that fine-tunes the sentence encoder itself on the labels, then fits a head.
+"""Text learners that fine-tune the sentence encoder itself on the labels, then fit a head.
+
+Two ways to adapt the encoder, with one interface (:class:`TextFineTuner`):
+
+- :class:`ClassifierFineTuner` trains the encoder end to end with a cosine classifier and
+  cross-entropy (Devlin et al., 2019, BERT's fine-tuning; the cosine classifier of Gidaris &
+  Komodakis, 2018). On SST-2 with 500 actively picked labels it gives 0.83 test accuracy in about
+  three minutes of CPU, where SetFit with 20,000 pairs gives 0.82 in twenty-three (issue 3).
+- :class:`SetFitLearner`, the contrastive sentence-pair fine-tuning described below.
 
 SetFit (Tunstall et al., 2022, "Efficient Few-Shot Learning Without Prompts"): from a few
 hundred labelled texts, build sentence pairs, same class -> target cosine 1, different class ->
@@ -33,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -121,36 +129,36 @@ def _cap_pairs(
     return first[keep], second[keep], target[keep]
 
 
-class SetFitLearner:
-    """Contrastive sentence-pair fine-tuning of a Sentence Transformer, then a classifier head.
+class TextFineTuner:
+    """What the text fine-tuning learners share: a copy of a Sentence Transformer adapted to the
+    labels by :meth:`_train` (each subclass's method), then a head fitted on its embeddings of the
+    labelled texts; prediction, saving and loading. The base encoder is never modified: ``fit``
+    loads its own copy of the weights and adapts that.
 
-    Tunstall et al. (2022), "Efficient Few-Shot Learning Without Prompts" (SetFit). The base
-    encoder is never modified: ``fit`` loads its own copy of the weights and adapts that.
-
-    Parameters:
+    Parameters (common to every method):
         base_encoder: name of the Sentence Transformer to start from ("all-MiniLM-L6-v2"), or the
             path of a local Sentence Transformer directory.
-        n_iterations: pair rounds (SetFit's R); each labelled text gets one positive and one
-            negative pair per round.
-        epochs: passes over the pairs.
-        batch_size: pairs per optimiser step.
-        learning_rate: AdamW peak learning rate, reached after a linear warm-up over the first
-            ``warmup_proportion`` of the steps and decayed linearly to 0 after.
+        epochs: passes over the training examples.
+        batch_size: examples per optimiser step.
+        learning_rate: AdamW peak learning rate of the encoder, reached after a linear warm-up
+            over the first ``warmup_proportion`` of the steps and decayed linearly to 0 after.
         head, head_params: the head kind and settings for :func:`make_head`.
-        max_pairs: cap on the number of training pairs (balanced subsample), bounding the
-            training time when there are many labels; None for no cap.
         n_threads: CPU threads for torch; None uses every CPU this process may run on.
-        random_state: seeds the pairs, their order, dropout and the head, so that two fits with
+        random_state: seeds the examples' order, dropout and the head, so that two fits with
             the same seed and inputs give the same model (CPU torch is deterministic here).
 
     Learned: ``encoder_`` (the fine-tuned Sentence Transformer), ``head_``, ``classes_``,
-    ``n_pairs_``, ``n_steps_``, ``train_losses_`` (mean loss per epoch), ``fit_seconds_``.
+    ``n_steps_``, ``train_losses_`` (mean loss per epoch), ``fit_seconds_``, and what a method
+    adds to them (its ``_FITTED``).
     """
+
+    METHOD: ClassVar[str]
+    """The name a saved learner records, and services ask for."""
+    _FITTED: ClassVar[tuple[str, ...]] = ("n_steps_", "train_losses_", "fit_seconds_")
 
     encoder_: Any
     head_: Head
     classes_: np.ndarray
-    n_pairs_: int
     n_steps_: int
     train_losses_: list[float]
     fit_seconds_: float
@@ -158,30 +166,21 @@ class SetFitLearner:
     def __init__(
         self,
         *,
-        base_encoder: str | Path = MINILM_NAME,
-        n_iterations: int = 20,
-        epochs: int = 1,
-        batch_size: int = 16,
-        learning_rate: float = 2e-5,
-        warmup_proportion: float = 0.1,
-        head: str = "linear",
-        head_params: dict[str, Any] | None = None,
-        max_pairs: int | None = None,
-        n_threads: int | None = None,
-        random_state: int | None = None,
+        base_encoder: str | Path,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        warmup_proportion: float,
+        head: str,
+        head_params: dict[str, Any] | None,
+        n_threads: int | None,
+        random_state: int | None,
     ) -> None:
-        for name, value in (
-            ("n_iterations", n_iterations),
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-        ):
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             _check_positive_int(name, value)
-        if max_pairs is not None:
-            _check_positive_int("max_pairs", max_pairs)
         if n_threads is not None:
             _check_positive_int("n_threads", n_threads)
-        if not (isinstance(learning_rate, int | float) and 0 < learning_rate < 1):
-            raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
+        _check_rate("learning_rate", learning_rate)
         if not (isinstance(warmup_proportion, int | float) and 0 <= warmup_proportion < 1):
             raise ValueError(f"warmup_proportion must be in [0, 1), got {warmup_proportion!r}")
         if str(base_encoder) not in _BASE_MODELS and not Path(base_encoder).is_dir():
@@ -193,14 +192,12 @@ class SetFitLearner:
         # Fail now, not after minutes of fine-tuning, on a head that cannot be built.
         make_head(head, n_classes=2, random_state=0, **dict(head_params or {}))
         self.base_encoder = base_encoder
-        self.n_iterations = n_iterations
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = float(learning_rate)
         self.warmup_proportion = float(warmup_proportion)
         self.head = head
         self.head_params = dict(head_params or {})
-        self.max_pairs = max_pairs
         self.n_threads = n_threads
         self.random_state = random_state
 
@@ -218,8 +215,8 @@ class SetFitLearner:
         n_classes: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> Self:
-        """Fine-tune a copy of the base encoder on pairs built from ``texts`` and labels ``y``,
-        then fit the head on the fine-tuned embeddings of ``texts``.
+        """Fine-tune a copy of the base encoder on ``texts`` and their labels ``y``, then fit the
+        head on the fine-tuned embeddings of ``texts``.
 
         ``y`` holds one label per text (single-label). With ``n_classes``, labels must be class
         indices in ``[0, n_classes)`` and ``predict_proba`` has a column for every class, seen or
@@ -230,9 +227,7 @@ class SetFitLearner:
         texts = validate_texts(texts)
         classes, indices = self._check_labels(texts, y, n_classes)
         rng = np.random.default_rng(self.random_state)
-        pairs = make_pairs(indices, n_iterations=self.n_iterations, rng=rng)
-        if self.max_pairs is not None:
-            pairs = _cap_pairs(pairs, self.max_pairs, rng)
+        self._prepare(indices, rng)
         torch_seed = int(rng.integers(2**62))
         head_seed = int(rng.integers(2**31))
 
@@ -241,7 +236,9 @@ class SetFitLearner:
         with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
             model = _load_sentence_transformer(self._base_path())
-            losses = self._train(model, texts, pairs, rng=rng, progress=progress)
+            losses = self._train(
+                model, texts, indices, n_classes=len(classes), rng=rng, progress=progress
+            )
             model.eval()
             embeddings = _encode(model, texts)
         head = make_head(
@@ -255,64 +252,39 @@ class SetFitLearner:
         self.encoder_ = model
         self.head_ = head
         self.classes_ = classes
-        self.n_pairs_ = len(pairs[2])
-        self.n_steps_ = self.epochs * math.ceil(self.n_pairs_ / self.batch_size)
         self.train_losses_ = losses
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def _prepare(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        """Draw what the method needs from ``rng`` before the torch seed is drawn."""
 
     def _train(
         self,
         model: Any,
         texts: list[str],
-        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+        indices: np.ndarray,
         *,
+        n_classes: int,
         rng: np.random.Generator,
         progress: ProgressCallback | None,
     ) -> list[float]:
-        """The contrastive loop: MSE between the pair's cosine similarity and its 0/1 target
-        (sentence-transformers' CosineSimilarityLoss, written out)."""
+        """Adapt ``model`` in place; the mean training loss of each epoch. Sets ``n_steps_``."""
+        raise NotImplementedError
+
+    def _schedule(self, model_or_groups: Any, total: int) -> tuple[Any, Any]:
+        """AdamW and its learning-rate schedule: linear warm-up, then linear decay to 0."""
         import torch
 
-        first, second, target = pairs
-        steps_per_epoch = math.ceil(len(target) / self.batch_size)
-        total = self.epochs * steps_per_epoch
         warmup = int(total * self.warmup_proportion)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=self.learning_rate)
+        optimiser = torch.optim.AdamW(model_or_groups, lr=self.learning_rate)
 
         def lr_factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / (warmup + 1)
             return max(0.0, (total - step) / max(1, total - warmup))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-        model.train()
-        done = 0
-        epoch_losses = []
-        for _ in range(self.epochs):
-            order = rng.permutation(len(target))
-            running = 0.0
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                # One forward pass over both sides of the batch: half the tokenizer and
-                # kernel-launch overhead of two.
-                batch_texts = [texts[i] for i in first[rows]] + [texts[i] for i in second[rows]]
-                features = model.tokenize(batch_texts)
-                embeddings = model(dict(features))["sentence_embedding"]
-                a, b = embeddings[: len(rows)], embeddings[len(rows) :]
-                cosine = torch.nn.functional.cosine_similarity(a, b)
-                loss = torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[rows]))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-                optimiser.step()
-                scheduler.step()
-                running += float(loss.detach()) * len(rows)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            epoch_losses.append(running / len(target))
-        return epoch_losses
+        return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -363,19 +335,27 @@ class SetFitLearner:
         return target
 
     @classmethod
-    def load(cls, directory: str | Path) -> SetFitLearner:
-        """A fitted learner from what :meth:`save` wrote to ``directory``."""
+    def load(cls, directory: str | Path) -> TextFineTuner:
+        """A fitted learner from what :meth:`save` wrote to ``directory``, of the method it was
+        saved with (``TextFineTuner.load`` reads either; a subclass's ``load`` only its own)."""
         root = Path(directory)
         state_path = root / _STATE_FILE
         if not state_path.is_file():
-            raise FileNotFoundError(f"no saved SetFit learner in {root} ({_STATE_FILE} missing)")
+            raise FileNotFoundError(
+                f"no saved fine-tuned learner in {root} ({_STATE_FILE} missing)"
+            )
         state = json.loads(state_path.read_text())
         if state.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"{state_path} has format version {state.get('format_version')!r}; this version "
                 f"of labella reads {_FORMAT_VERSION}"
             )
-        learner = cls(**state["params"])
+        # Files saved before there was a choice of method hold a SetFit learner.
+        method = state.get("method", SetFitLearner.METHOD)
+        found = FINE_TUNING_METHODS.get(method)
+        if found is None or not issubclass(found, cls):
+            raise ValueError(f"{state_path} holds a {method!r} learner, not a {cls.__name__}")
+        learner = found(**state["params"])
         classes = np.asarray(state["classes"])
         head = make_head(
             learner.head,
@@ -390,34 +370,31 @@ class SetFitLearner:
         learner.encoder_.eval()
         learner.head_ = head
         learner.classes_ = classes
-        for name in ("n_pairs_", "n_steps_", "train_losses_", "fit_seconds_"):
+        for name in found._FITTED:
             setattr(learner, name, state["fitted"][name])
         return learner
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "base_encoder": str(self.base_encoder),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "warmup_proportion": self.warmup_proportion,
+            "head": self.head,
+            "head_params": self.head_params,
+            "n_threads": self.n_threads,
+            "random_state": self.random_state,
+        }
 
     def _state(self) -> dict[str, Any]:
         return {
             "format_version": _FORMAT_VERSION,
-            "params": {
-                "base_encoder": str(self.base_encoder),
-                "n_iterations": self.n_iterations,
-                "epochs": self.epochs,
-                "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate,
-                "warmup_proportion": self.warmup_proportion,
-                "head": self.head,
-                "head_params": self.head_params,
-                "max_pairs": self.max_pairs,
-                "n_threads": self.n_threads,
-                "random_state": self.random_state,
-            },
+            "method": self.METHOD,
+            "params": self._params(),
             "head_random_state": getattr(self.head_, "random_state", None),
             "classes": self.classes_.tolist(),
-            "fitted": {
-                "n_pairs_": self.n_pairs_,
-                "n_steps_": self.n_steps_,
-                "train_losses_": self.train_losses_,
-                "fit_seconds_": self.fit_seconds_,
-            },
+            "fitted": {name: getattr(self, name) for name in self._FITTED},
         }
 
     # -- helpers ------------------------------------------------------------------------------
@@ -428,19 +405,18 @@ class SetFitLearner:
 
     def _fitted_encoder(self) -> Any:
         if not self.is_fitted:
-            raise RuntimeError("SetFitLearner is not fitted yet; call fit() first")
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit() first")
         return self.encoder_
 
-    @staticmethod
     def _check_labels(
-        texts: list[str], y: Sequence[Any] | np.ndarray, n_classes: int | None
+        self, texts: list[str], y: Sequence[Any] | np.ndarray, n_classes: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(classes, class index of each text)``, or a ValueError naming the problem."""
         labels = np.asarray(y)
         if labels.ndim != 1:
             raise ValueError(
                 f"y must be a 1-d sequence with one label per text, got shape {labels.shape}; "
-                "SetFitLearner is single-label"
+                f"{type(self).__name__} is single-label"
             )
         if len(labels) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
@@ -455,10 +431,249 @@ class SetFitLearner:
             classes, indices = np.arange(n_classes), labels.astype(np.int64)
         seen = len(np.unique(indices))
         if seen < 2:
-            raise ValueError(
-                f"need labelled texts of at least 2 classes to build negative pairs, got {seen}"
-            )
+            raise ValueError(f"need labelled texts of at least 2 classes to learn from, got {seen}")
         return classes, np.asarray(indices, dtype=np.int64)
+
+
+class SetFitLearner(TextFineTuner):
+    """Contrastive sentence-pair fine-tuning of a Sentence Transformer, then a classifier head.
+
+    Tunstall et al. (2022), "Efficient Few-Shot Learning Without Prompts" (SetFit). See
+    :class:`TextFineTuner` for the common parameters; ``epochs`` are passes over the pairs and
+    ``batch_size`` pairs per step. SetFit's own:
+
+        n_iterations: pair rounds (SetFit's R); each labelled text gets one positive and one
+            negative pair per round.
+        max_pairs: cap on the number of training pairs (balanced subsample), bounding the
+            training time when there are many labels; None for no cap.
+
+    Learned besides the common ones: ``n_pairs_``.
+    """
+
+    METHOD = "setfit"
+    _FITTED = ("n_pairs_", *TextFineTuner._FITTED)
+
+    n_pairs_: int
+
+    def __init__(
+        self,
+        *,
+        base_encoder: str | Path = MINILM_NAME,
+        n_iterations: int = 20,
+        epochs: int = 1,
+        batch_size: int = 16,
+        learning_rate: float = 2e-5,
+        warmup_proportion: float = 0.1,
+        head: str = "linear",
+        head_params: dict[str, Any] | None = None,
+        max_pairs: int | None = None,
+        n_threads: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        _check_positive_int("n_iterations", n_iterations)
+        if max_pairs is not None:
+            _check_positive_int("max_pairs", max_pairs)
+        super().__init__(
+            base_encoder=base_encoder,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_proportion=warmup_proportion,
+            head=head,
+            head_params=head_params,
+            n_threads=n_threads,
+            random_state=random_state,
+        )
+        self.n_iterations = n_iterations
+        self.max_pairs = max_pairs
+
+    def _prepare(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        pairs = make_pairs(indices, n_iterations=self.n_iterations, rng=rng)
+        if self.max_pairs is not None:
+            pairs = _cap_pairs(pairs, self.max_pairs, rng)
+        self._pairs = pairs
+        self.n_pairs_ = len(pairs[2])
+        self.n_steps_ = self.epochs * math.ceil(self.n_pairs_ / self.batch_size)
+
+    def _train(
+        self,
+        model: Any,
+        texts: list[str],
+        indices: np.ndarray,
+        *,
+        n_classes: int,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
+    ) -> list[float]:
+        """The contrastive loop: MSE between the pair's cosine similarity and its 0/1 target
+        (sentence-transformers' CosineSimilarityLoss, written out)."""
+        import torch
+
+        first, second, target = self._pairs
+        del self._pairs  # only needed for this fit; not a learned attribute
+        total = self.n_steps_
+        optimiser, scheduler = self._schedule(model.parameters(), total)
+        model.train()
+        done = 0
+        epoch_losses = []
+        for _ in range(self.epochs):
+            order = rng.permutation(len(target))
+            running = 0.0
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                # One forward pass over both sides of the batch: half the tokenizer and
+                # kernel-launch overhead of two.
+                batch_texts = [texts[i] for i in first[rows]] + [texts[i] for i in second[rows]]
+                embeddings = model(dict(model.tokenize(batch_texts)))["sentence_embedding"]
+                a, b = embeddings[: len(rows)], embeddings[len(rows) :]
+                cosine = torch.nn.functional.cosine_similarity(a, b)
+                loss = torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[rows]))
+                _step(model, optimiser, scheduler, loss)
+                running += float(loss.detach()) * len(rows)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            epoch_losses.append(running / len(target))
+        return epoch_losses
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            **super()._params(),
+            "n_iterations": self.n_iterations,
+            "max_pairs": self.max_pairs,
+        }
+
+
+class ClassifierFineTuner(TextFineTuner):
+    """End-to-end fine-tuning of a Sentence Transformer as a classifier, then the head.
+
+    Devlin et al. (2019), "BERT: Pre-training of Deep Bidirectional Transformers for Language
+    Understanding": the encoder and a classification layer are trained together with
+    cross-entropy on the labelled texts. The layer is a cosine classifier (Gidaris & Komodakis,
+    2018, "Dynamic Few-Shot Visual Learning without Forgetting"): it scores the unit-length
+    sentence embedding, scaled by ``scale``, so that what the encoder learns is a direction per
+    class; the head the project uses on those unit vectors then finds the classes where the
+    layer left them. The layer is dropped after training; ``head_`` is fitted as for SetFit.
+
+    Fewer examples than SetFit's pairs (one per label and epoch), so it takes minutes where
+    SetFit takes tens of minutes on a CPU, and it learned more per label on SST-2 and AG News
+    (issue 3). See :class:`TextFineTuner` for the common parameters; its own:
+
+        scale: the cosine classifier's inverse temperature.
+        layer_learning_rate: AdamW peak learning rate of the classification layer, which
+            starts from random weights and so needs a larger step than the encoder's.
+    """
+
+    METHOD = "classifier"
+
+    def __init__(
+        self,
+        *,
+        base_encoder: str | Path = MINILM_NAME,
+        epochs: int = 8,
+        batch_size: int = 16,
+        learning_rate: float = 5e-5,
+        warmup_proportion: float = 0.1,
+        scale: float = 20.0,
+        layer_learning_rate: float = 1e-3,
+        head: str = "linear",
+        head_params: dict[str, Any] | None = None,
+        n_threads: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        _check_rate("layer_learning_rate", layer_learning_rate)
+        super().__init__(
+            base_encoder=base_encoder,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_proportion=warmup_proportion,
+            head=head,
+            head_params=head_params,
+            n_threads=n_threads,
+            random_state=random_state,
+        )
+        self.scale = float(scale)
+        self.layer_learning_rate = float(layer_learning_rate)
+
+    def _prepare(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        self.n_steps_ = self.epochs * math.ceil(len(indices) / self.batch_size)
+
+    def _train(
+        self,
+        model: Any,
+        texts: list[str],
+        indices: np.ndarray,
+        *,
+        n_classes: int,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
+    ) -> list[float]:
+        """Cross-entropy on the scaled cosine scores, encoder and layer together."""
+        import torch
+
+        layer = torch.nn.Linear(model.get_embedding_dimension(), n_classes, bias=False)
+        targets = torch.from_numpy(indices)
+        total = self.n_steps_
+        optimiser, scheduler = self._schedule(
+            [
+                {"params": list(model.parameters())},
+                {"params": list(layer.parameters()), "lr": self.layer_learning_rate},
+            ],
+            total,
+        )
+        model.train()
+        done = 0
+        epoch_losses = []
+        for _ in range(self.epochs):
+            order = rng.permutation(len(texts))
+            running = 0.0
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                features = model.tokenize([texts[i] for i in rows])
+                embeddings = model(dict(features))["sentence_embedding"]
+                directions = torch.nn.functional.normalize(embeddings, dim=-1)
+                weights = torch.nn.functional.normalize(layer.weight, dim=-1)
+                logits = self.scale * directions @ weights.T
+                loss = torch.nn.functional.cross_entropy(logits, targets[rows])
+                _step(model, optimiser, scheduler, loss)
+                running += float(loss.detach()) * len(rows)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            epoch_losses.append(running / len(texts))
+        return epoch_losses
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            **super()._params(),
+            "scale": self.scale,
+            "layer_learning_rate": self.layer_learning_rate,
+        }
+
+
+FINE_TUNING_METHODS: dict[str, type[TextFineTuner]] = {
+    SetFitLearner.METHOD: SetFitLearner,
+    ClassifierFineTuner.METHOD: ClassifierFineTuner,
+}
+"""Text fine-tuning methods by the name a project's fine-tuning job asks for."""
+
+
+def _step(model: Any, optimiser: Any, scheduler: Any, loss: Any) -> None:
+    import torch
+
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+    optimiser.step()
+    scheduler.step()
+
+
+def _check_rate(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < 1):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -47,9 +47,9 @@ def finetune(
     member: Train,
     body: FinetuneRequest | None = None,
 ) -> JobOut:
-    """Fine-tune the project's encoder on its labels in a background job (text: SetFit; images:
-    EfficientNet-Lite0 end to end), switch the project to it and retrain; minutes on a CPU for
-    text, tens of minutes for a few hundred images."""
+    """Fine-tune the project's encoder on its labels in a background job (text: end to end as a
+    classifier, or SetFit; images: EfficientNet-Lite0 end to end), switch the project to it and
+    retrain; minutes on a CPU for text, tens of minutes for a few hundred images."""
     job = finetuning.request_finetune(
         db,
         settings,

@@ -125,7 +125,7 @@ function drawCurve(models) {
         el(
           "td",
           { title: `encoder ${m.encoder}` },
-          /^(setfit|finetuned-image):/.test(m.encoder) ? `v${m.version} (fine-tuned encoder)` : `v${m.version}`,
+          /^(finetuned-text|setfit|finetuned-image):/.test(m.encoder) ? `v${m.version} (fine-tuned encoder)` : `v${m.version}`,
         ),
         el("td.num", {}, fmtInt(m.n_labels)),
         el("td.num", {}, fmtPercent(m.metrics[keyA], 1)),
