@@ -254,11 +254,20 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
 ) -> None:
     page.goto(f"{live_server.url}/")
     strategy = page.locator("#p-strategy")
+    finetune_at = page.locator("#p-finetune")
     expect(strategy).to_have_value("cluster_margin")
+    expect(finetune_at).to_have_attribute("placeholder", "250")
     page.get_by_label("Any number (multi-label)").check()
     expect(strategy).to_have_value("ml_margin")
+    expect(finetune_at).to_have_attribute("placeholder", "0")
     page.get_by_label("One (single-label)").check()
     expect(strategy).to_have_value("cluster_margin")
+    expect(finetune_at).to_have_attribute("placeholder", "250")
+    # fine-tuning is off by default for images
+    page.locator("#p-kind").select_option("image_classification")
+    expect(finetune_at).to_have_attribute("placeholder", "0")
+    page.locator("#p-kind").select_option("text_classification")
+    expect(finetune_at).to_have_attribute("placeholder", "250")
 
     # multi-label projects cannot fine-tune their encoder: the server's 422 is shown, nothing made
     page.get_by_label("Any number (multi-label)").check()

@@ -117,12 +117,25 @@ strategySelect.addEventListener("change", () => {
 });
 for (const radio of form.querySelectorAll('input[name="multi_label"]')) {
   radio.addEventListener("change", () => {
+    showFinetuneDefault();
     if (strategyChosen || !boot.default_strategies) return;
     strategySelect.value = boot.default_strategies[radio.value === "true" ? "multi" : "single"];
     showStrategy();
   });
 }
 
+// What a blank "fine-tune at" gives (services.finetuning.default_auto_finetune_at): the server's
+// value for single-label text projects, off (0) for every other kind.
+const finetuneInput = document.getElementById("p-finetune");
+const serverFinetuneAt = finetuneInput.placeholder;
+function showFinetuneDefault() {
+  const multi = form.querySelector('input[name="multi_label"]:checked')?.value === "true";
+  const text = form.elements.kind.value === "text_classification";
+  finetuneInput.placeholder = text && !multi ? serverFinetuneAt : "0";
+}
+form.elements.kind.addEventListener("change", showFinetuneDefault);
+
 addClassRow();
 addClassRow();
 showStrategy();
+showFinetuneDefault();
