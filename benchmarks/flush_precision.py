@@ -17,8 +17,10 @@ precision measured against the true labels, and the estimate the product would s
 the same run: random order, plain margin (what modAL gives), and the full pool's labels (every
 other item labeled, the model's ceiling; calibrated and measured on a held-out tenth).
 
-With ``--finetune`` the product's fine-tuning path is replayed after the humans' labels: SetFit
-(:class:`labella.learners.finetune.SetFitLearner`, ``--max-pairs`` pairs) is fitted on the picked
+With ``--finetune`` the product's fine-tuning path is replayed after the humans' labels: the
+encoder is fine-tuned (``--method classifier``, the product's default,
+:class:`labella.learners.finetune.ClassifierFineTuner`; or ``--method setfit``,
+:class:`~labella.learners.finetune.SetFitLearner` with ``--max-pairs`` pairs) on the picked
 labels (never the evaluation sample), the whole pool is re-encoded with the fine-tuned encoder, and
 the head is refitted on the new embeddings, as the ``finetune_encoder`` job does; calibration and
 the flush rule are unchanged. The frozen encoder on the same labels is reported beside it; the
@@ -102,19 +104,24 @@ def finetuned_embeddings(
     seed: int,
     max_pairs: int,
     *,
+    method: str,
     cache: Path,
 ) -> np.ndarray:
-    """The pool re-encoded by MiniLM fine-tuned (SetFit) on the human labels in ``mask``.
+    """The pool re-encoded by MiniLM fine-tuned (by ``method``) on the human labels in ``mask``.
 
     Saved to ``cache`` keyed by the labels' mask, so re-reading the flush with other settings does
-    not pay for the fine-tune (half an hour of CPU on AG News) again."""
-    from labella.learners.finetune import SetFitLearner
+    not pay for the fine-tune (up to half an hour of CPU on AG News) again."""
+    from labella.learners.finetune import ClassifierFineTuner, SetFitLearner, TextFineTuner
 
     picked = np.flatnonzero(mask)
-    key = f"{zlib.crc32(picked.tobytes())}-{max_pairs}"
+    key = f"{zlib.crc32(picked.tobytes())}-{max_pairs if method == 'setfit' else method}"
     if cache.exists() and cache.with_suffix(".key").read_text() == key:
         return np.load(cache)
-    learner = SetFitLearner(random_state=seed, max_pairs=max_pairs)
+    learner: TextFineTuner = (
+        SetFitLearner(random_state=seed, max_pairs=max_pairs)
+        if method == "setfit"
+        else ClassifierFineTuner(random_state=seed)
+    )
     learner.fit([texts[i] for i in picked], y[picked], n_classes=n_classes)
     features = learner.encode(texts)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +195,11 @@ def main() -> int:
     parser.add_argument("--strategies", default="cluster_margin,margin,random")
     parser.add_argument("--head", default="linear", choices=["linear", "mlp"])
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
-    parser.add_argument("--finetune", action="store_true", help="SetFit on the human labels")
-    parser.add_argument("--max-pairs", type=int, default=8000)
+    parser.add_argument(
+        "--finetune", action="store_true", help="fine-tune the encoder on the human labels"
+    )
+    parser.add_argument("--method", choices=("classifier", "setfit"), default="classifier")
+    parser.add_argument("--max-pairs", type=int, default=8000, help="setfit only")
     parser.add_argument(
         "--calibration-sizes",
         default="",
@@ -233,14 +243,16 @@ def main() -> int:
             )
             learners = {strategy: X}
             if args.finetune:  # the frozen encoder on the same labels stays as the baseline
-                learners[f"{strategy} + SetFit"] = finetuned_embeddings(
+                title = "SetFit" if args.method == "setfit" else "fine-tuned as a classifier"
+                learners[f"{strategy} + {title}"] = finetuned_embeddings(
                     task.pool.texts,
                     y,
                     mask,
                     n_classes,
                     seed,
                     args.max_pairs,
-                    cache=args.cache_dir / f"flush_setfit_{strategy}_seed{seed}.npy",
+                    method=args.method,
+                    cache=args.cache_dir / f"flush_{args.method}_{strategy}_seed{seed}.npy",
                 )
             rest = ~mask & ~in_eval
             for name, features in learners.items():

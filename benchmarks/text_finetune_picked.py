@@ -1,14 +1,18 @@
-"""Text: fine-tune the encoder (SetFit) on exactly the labels the default strategy picked.
+"""Text: fine-tune the encoder on exactly the labels the default strategy picked.
 
 The text counterpart of ``image_finetune.py``: the loop picks labels with frozen MiniLM and the
 linear head (a seed set of 20 by k-means cold start, batches of 20, the default strategy
 ``cluster_margin``), then two learners are trained on the first ``--labels`` picks and scored on
 the task's test set: the linear head on the frozen embeddings (what the loop used),
-:class:`labella.learners.finetune.SetFitLearner` (contrastive pair fine-tuning, then its head), and
-the project's linear head refitted on the fine-tuned encoder's embeddings (what the
+the fine-tuning learner (``--method classifier``, the product's default,
+:class:`labella.learners.finetune.ClassifierFineTuner`: end to end with cross-entropy; or
+``--method setfit``, :class:`~labella.learners.finetune.SetFitLearner`: contrastive pairs), and the
+project's linear head refitted on the fine-tuned encoder's embeddings (what the
 ``finetune_encoder`` job leaves the project with).
 
-    .venv/bin/python benchmarks/text_finetune_picked.py --task sst2 --labels 250 --max-pairs 8000
+    .venv/bin/python benchmarks/text_finetune_picked.py --task sst2 --labels 500
+    .venv/bin/python benchmarks/text_finetune_picked.py --task sst2 --labels 250 --method setfit \
+        --max-pairs 8000
 
 With ``--continue-to N`` labeling then goes on as the project does after its fine-tuning (the pool
 re-encoded by the fine-tuned encoder, the same strategy picking batches of 20 for the linear head)
@@ -28,7 +32,7 @@ import numpy as np
 
 from _data import TASKS
 from label_efficiency import embed_task
-from labella.learners.finetune import SetFitLearner
+from labella.learners.finetune import ClassifierFineTuner, SetFitLearner, TextFineTuner
 from labella.learners.heads import make_head
 from labella.services import simulation as sim
 from labella.strategies import fit_clusters, get_strategy
@@ -42,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", default="cluster_margin")
-    parser.add_argument("--max-pairs", type=int, default=8000)
+    parser.add_argument("--method", choices=("classifier", "setfit"), default="classifier")
+    parser.add_argument("--max-pairs", type=int, default=8000, help="setfit only")
+    parser.add_argument("--epochs", type=int, default=None, help="the method's default if unset")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
     parser.add_argument(
         "--continue-to",
@@ -79,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     head.fit(X_pool[picked], y_pool[picked])
     frozen = float((head.predict_proba(X_test).argmax(1) == y_test).mean())
     started = time.perf_counter()
-    learner = SetFitLearner(random_state=args.seed, max_pairs=args.max_pairs)
+    learner = make_learner(args)
     learner.fit([task.pool.texts[i] for i in picked], y_pool[picked], n_classes=n_classes)
     seconds = time.perf_counter() - started
     tuned = float((learner.predict_proba(task.test.texts).argmax(1) == y_test).mean())
@@ -92,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "strategy": args.strategy,
         "seed": args.seed,
         "labels": args.labels,
-        "max_pairs": args.max_pairs,
+        "method": args.method,
+        "epochs": learner.epochs,
+        **({"max_pairs": args.max_pairs} if args.method == "setfit" else {}),
         "frozen_linear": round(frozen, 4),
-        "setfit": round(tuned, 4),
-        "setfit_encoder_linear_head": round(float(product.mean()), 4),
-        "setfit_fit_seconds": round(seconds),
+        "finetuned": round(tuned, 4),
+        "finetuned_encoder_linear_head": round(float(product.mean()), 4),
+        "fit_seconds": round(seconds),
     }
     if args.continue_to > args.labels:
         row["after_finetune"] = continue_on_finetuned(
@@ -106,8 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def make_learner(args: argparse.Namespace) -> TextFineTuner:
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.method == "setfit":
+        return SetFitLearner(random_state=args.seed, max_pairs=args.max_pairs, **epochs)
+    return ClassifierFineTuner(random_state=args.seed, **epochs)
+
+
 def continue_on_finetuned(
-    learner: SetFitLearner, task: object, picked: np.ndarray, *, to: int, seed: int, strategy: str
+    learner: TextFineTuner, task: object, picked: np.ndarray, *, to: int, seed: int, strategy: str
 ) -> dict[int, float]:
     """Test accuracy at each label count from ``len(picked)`` to ``to`` as labeling goes on after
     the fine-tuning: the pool re-encoded by the fine-tuned encoder (as the job leaves the
