@@ -288,6 +288,35 @@ class TextFineTuner:
 
         return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
 
+    def _epochs(
+        self,
+        model: Any,
+        n_examples: int,
+        batch_loss: Callable[[np.ndarray], Any],
+        optimiser: Any,
+        scheduler: Any,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
+    ) -> list[float]:
+        """The loop every method shares: ``epochs`` passes over ``n_examples`` in a seeded random
+        order, ``batch_size`` at a time, one optimiser step per batch; the mean loss per epoch."""
+        model.train()
+        done = 0
+        epoch_losses = []
+        for _ in range(self.epochs):
+            order = rng.permutation(n_examples)
+            running = 0.0
+            for start in range(0, n_examples, self.batch_size):
+                rows = order[start : start + self.batch_size]
+                loss = batch_loss(rows)
+                _step(model, optimiser, scheduler, loss)
+                running += float(loss.detach()) * len(rows)
+                done += 1
+                if progress is not None:
+                    progress(done, self.n_steps_)
+            epoch_losses.append(running / n_examples)
+        return epoch_losses
+
     # -- prediction ---------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
@@ -513,30 +542,18 @@ class SetFitLearner(TextFineTuner):
 
         first, second, target = self._pairs
         del self._pairs  # only needed for this fit; not a learned attribute
-        total = self.n_steps_
-        optimiser, scheduler = self._schedule(model.parameters(), total)
-        model.train()
-        done = 0
-        epoch_losses = []
-        for _ in range(self.epochs):
-            order = rng.permutation(len(target))
-            running = 0.0
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                # One forward pass over both sides of the batch: half the tokenizer and
-                # kernel-launch overhead of two.
-                batch_texts = [texts[i] for i in first[rows]] + [texts[i] for i in second[rows]]
-                embeddings = model(dict(model.tokenize(batch_texts)))["sentence_embedding"]
-                a, b = embeddings[: len(rows)], embeddings[len(rows) :]
-                cosine = torch.nn.functional.cosine_similarity(a, b)
-                loss = torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[rows]))
-                _step(model, optimiser, scheduler, loss)
-                running += float(loss.detach()) * len(rows)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            epoch_losses.append(running / len(target))
-        return epoch_losses
+
+        def batch_loss(rows: np.ndarray) -> Any:
+            # One forward pass over both sides of the batch: half the tokenizer and
+            # kernel-launch overhead of two.
+            batch_texts = [texts[i] for i in first[rows]] + [texts[i] for i in second[rows]]
+            embeddings = model(dict(model.tokenize(batch_texts)))["sentence_embedding"]
+            a, b = embeddings[: len(rows)], embeddings[len(rows) :]
+            cosine = torch.nn.functional.cosine_similarity(a, b)
+            return torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[rows]))
+
+        optimiser, scheduler = self._schedule(model.parameters(), self.n_steps_)
+        return self._epochs(model, len(target), batch_loss, optimiser, scheduler, rng, progress)
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -618,35 +635,23 @@ class ClassifierFineTuner(TextFineTuner):
 
         layer = torch.nn.Linear(model.get_embedding_dimension(), n_classes, bias=False)
         targets = torch.from_numpy(indices)
-        total = self.n_steps_
+
+        def batch_loss(rows: np.ndarray) -> Any:
+            features = model.tokenize([texts[i] for i in rows])
+            embeddings = model(dict(features))["sentence_embedding"]
+            directions = torch.nn.functional.normalize(embeddings, dim=-1)
+            weights = torch.nn.functional.normalize(layer.weight, dim=-1)
+            logits = self.scale * directions @ weights.T
+            return torch.nn.functional.cross_entropy(logits, targets[rows])
+
         optimiser, scheduler = self._schedule(
             [
                 {"params": list(model.parameters())},
                 {"params": list(layer.parameters()), "lr": self.layer_learning_rate},
             ],
-            total,
+            self.n_steps_,
         )
-        model.train()
-        done = 0
-        epoch_losses = []
-        for _ in range(self.epochs):
-            order = rng.permutation(len(texts))
-            running = 0.0
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                features = model.tokenize([texts[i] for i in rows])
-                embeddings = model(dict(features))["sentence_embedding"]
-                directions = torch.nn.functional.normalize(embeddings, dim=-1)
-                weights = torch.nn.functional.normalize(layer.weight, dim=-1)
-                logits = self.scale * directions @ weights.T
-                loss = torch.nn.functional.cross_entropy(logits, targets[rows])
-                _step(model, optimiser, scheduler, loss)
-                running += float(loss.detach()) * len(rows)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            epoch_losses.append(running / len(texts))
-        return epoch_losses
+        return self._epochs(model, len(texts), batch_loss, optimiser, scheduler, rng, progress)
 
     def _params(self) -> dict[str, Any]:
         return {
