@@ -757,9 +757,9 @@ class FinetuneResult:
     modality: str = "text"
     image_size: int | None = None
     n_skipped: int = 0
+    """Labelled images left out of the fine-tuning: their file is gone, changed or unreadable."""
     method: str | None = None
     """Text: how the encoder was fine-tuned ("classifier" or "setfit"); None for images."""
-    """Labelled images left out of the fine-tuning: their file is gone, changed or unreadable."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
