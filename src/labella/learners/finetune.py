@@ -6,7 +6,7 @@ Two ways to adapt the encoder, with one interface (:class:`TextFineTuner`):
   cross-entropy (Devlin et al., 2019, BERT's fine-tuning; the cosine classifier of Gidaris &
   Komodakis, 2018). About as accurate as SetFit for a tenth of the CPU time (issue 3): on AG News
   with 250 actively picked labels, 0.863 test accuracy (mean of 3 seeds, ~3 minutes each) against
-  SetFit's 0.866 (8,000 pairs, 2 seeds, ~25 minutes each); on SST-2 with 500, 0.813 (3 seeds)
+  SetFit's 0.866 (8,000 pairs, 2 seeds, ~25 minutes each); on SST-2 with 500, 0.814 (3 seeds)
   against 0.817 (20,000 pairs, 1 seed, 23 minutes).
 - :class:`SetFitLearner`, the contrastive sentence-pair fine-tuning described below.
 
