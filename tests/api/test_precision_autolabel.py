@@ -27,6 +27,8 @@ def test_preview_then_flush_to_a_target_precision(
     assert plan["count"] > 50
     assert plan["ci_low"] <= plan["estimated_precision"] <= plan["ci_high"]
     assert plan["estimated_precision"] >= 0.95
+    assert isinstance(plan["warnings"], list)
+    assert bool(plan["warnings"]) == (plan["ci_low"] < 0.95)
 
     response = client.post(f"/api/projects/{pid}/autolabel", json={"target_precision": 0.95})
     assert response.status_code == 200, response.text
@@ -36,6 +38,19 @@ def test_preview_then_flush_to_a_target_precision(
     labels = current_model_labels(db, pid)
     measured = sum(labels[i] == truth[i] for i in labels) / len(labels)
     assert plan["ci_low"] <= measured <= plan["ci_high"]
+
+
+def test_preview_warns_when_the_evaluation_sample_cannot_confirm_the_target(
+    client: TestClient, db: Database, make_project: Callable[..., Any]
+) -> None:
+    pid, _ = plant_overconfident_model(db, make_project, n_eval=40, n_pool=1500)
+    response = client.get(f"/api/projects/{pid}/autolabel/preview?target_precision=0.95")
+    assert response.status_code == 200, response.text
+    plan = response.json()
+    assert plan["count"] > 0 and plan["ci_low"] < 0.95
+    (warning,) = plan["warnings"]
+    assert "cannot confirm the 95.0% target" in warning
+    assert f"its {plan['eval_n']} items" in warning
 
 
 def test_bad_precision_requests_are_clear_4xx(

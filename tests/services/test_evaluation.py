@@ -277,6 +277,69 @@ def test_precision_cut_picks_the_lowest_threshold_meeting_the_target() -> None:
     assert autolabel._precision_cut(conf, 0.995)[0] is None
 
 
+def test_precision_warnings_name_the_evaluation_items_the_target_needs() -> None:
+    # 60 evaluation items above the threshold, 57 right: the interval cannot confirm 95%
+    low, high = evaluation.wilson_interval(57, 60)
+    assert low < 0.95
+    (warning,) = autolabel.precision_warnings(
+        target=0.95, count=500, estimated=0.962, ci_low=low, ci_high=high, eval_n=60
+    )
+    needed = autolabel.eval_items_needed(0.962, 0.95)
+    assert needed is not None and needed > 60
+    # the smallest n whose interval, at the estimated precision, reaches the target
+    assert evaluation.wilson_interval(round(0.962 * needed), needed)[0] >= 0.95
+    assert evaluation.wilson_interval(round(0.962 * (needed - 1)), needed - 1)[0] < 0.95
+    assert f"about {needed:,} such items" in warning
+    assert f"its 60 items at or above the threshold put the precision there at {low:.1%}" in warning
+    assert "95.0% target" in warning and "96.2%" in warning and f"{high:.1%}" in warning
+    assert "evaluation-sample" in warning and "lower the target" in warning
+    assert "too few" not in warning  # 60 items are enough to measure, not to confirm
+
+
+def test_precision_warnings_fold_in_too_few_items_and_skip_unreachable_counts() -> None:
+    low, high = evaluation.wilson_interval(12, 12)
+    (warning,) = autolabel.precision_warnings(
+        target=0.95, count=40, estimated=0.97, ci_low=low, ci_high=high, eval_n=12
+    )
+    assert "its 12 items" in warning and "too few to measure it" in warning
+    assert "such items" in warning
+    # an estimate at the target can never be confirmed: no count is promised
+    (warning,) = autolabel.precision_warnings(
+        target=0.95, count=40, estimated=0.95, ci_low=low, ci_high=high, eval_n=12
+    )
+    assert "too few" in warning and "such items" not in warning
+    assert autolabel.eval_items_needed(0.95, 0.95) is None
+    assert autolabel.eval_items_needed(0.9501, 0.95) is None  # past the 100,000 cap
+
+
+def test_precision_warnings_stay_quiet_when_the_sample_backs_the_target() -> None:
+    low, high = evaluation.wilson_interval(398, 400)
+    assert low >= 0.98
+    assert not autolabel.precision_warnings(
+        target=0.98, count=500, estimated=0.99, ci_low=low, ci_high=high, eval_n=400
+    )
+    # nothing would be labeled: the preview already says so
+    assert not autolabel.precision_warnings(
+        target=0.95, count=0, estimated=None, ci_low=0.0, ci_high=1.0, eval_n=0
+    )
+
+
+def test_preview_warns_when_the_evaluation_sample_is_too_small(
+    db: Database, make_project: Callable[..., Any]
+) -> None:
+    # 40 evaluation items: even all right, their interval's lower end stays under 95%
+    pid, _ = plant_overconfident_model(db, make_project, n_eval=40, n_pool=1500)
+    plan = autolabel.preview_precision(db, pid, target_precision=0.95)
+    assert plan.count > 50 and plan.eval_n < 30
+    assert plan.ci_low < 0.95
+    (warning,) = plan.warnings
+    assert f"its {plan.eval_n} items" in warning and "too few to measure it" in warning
+    assert f"{plan.ci_low:.1%}–{plan.ci_high:.1%}" in warning
+    assert plan.estimated_precision is not None
+    needed = autolabel.eval_items_needed(plan.estimated_precision, 0.95)
+    assert needed is None or f"about {needed:,} such items" in warning
+
+
 # -- stopping signal ------------------------------------------------------------------------------
 
 

@@ -542,6 +542,10 @@ class PrecisionPreviewOut(BaseModel):
     calibrated: bool
     temperature: float
     model_version: int
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the evaluation sample cannot confirm the target (empty when it can)",
+    )
 
 
 class EvalSampleOut(BaseModel):

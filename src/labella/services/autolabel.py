@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, true
@@ -41,6 +41,10 @@ from labella.storage.models import (
 )
 
 DEFAULT_CHUNK = 5000
+MIN_EVAL_ABOVE = 30
+"""Fewer labeled evaluation items than this at or above the threshold cannot measure it there."""
+MAX_EVAL_NEEDED = 100_000
+"""How far :func:`eval_items_needed` searches before calling the target out of reach."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,8 @@ class PrecisionPreview:
     temperature: float
     model_version: int
     item_ids: list[int]
+    warnings: list[str] = field(default_factory=list)
+    """Why the evaluation sample cannot back the target (empty when it can)."""
 
 
 def preview_precision(
@@ -321,11 +327,12 @@ def preview_precision(
         above = eval_conf >= threshold
         n_eval = int(above.sum())
         low, high = wilson_interval(int(eval_correct[above].sum()), n_eval)
+    estimated = float(conf[chosen].mean()) if len(chosen) else None
     return PrecisionPreview(
         target_precision=target,
         count=len(chosen),
         threshold=threshold,
-        estimated_precision=float(conf[chosen].mean()) if len(chosen) else None,
+        estimated_precision=estimated,
         ci_low=low,
         ci_high=high,
         eval_n=n_eval,
@@ -333,7 +340,87 @@ def preview_precision(
         temperature=scaler.temperature_,
         model_version=model.version,
         item_ids=sorted(int(rows[i].item_id) for i in chosen),
+        warnings=precision_warnings(
+            target=target,
+            count=len(chosen),
+            estimated=estimated,
+            ci_low=low,
+            ci_high=high,
+            eval_n=n_eval,
+        ),
     )
+
+
+def precision_warnings(
+    *,
+    target: float,
+    count: int,
+    estimated: float | None,
+    ci_low: float,
+    ci_high: float,
+    eval_n: int,
+) -> list[str]:
+    """Sentences telling the user that the evaluation sample cannot back ``target``: the Wilson
+    interval's lower end ``ci_low`` falls short of it (so too, folded in, when fewer than
+    :data:`MIN_EVAL_ABOVE` evaluation items lie at or above the threshold). Empty when nothing
+    would be labeled or the interval already confirms the target."""
+    if count <= 0 or ci_low >= target:
+        return []
+    if eval_n == 0:
+        evidence = (
+            "no labeled item of it lies at or above the threshold, so the precision there is "
+            "unmeasured"
+        )
+    else:
+        items = "item" if eval_n == 1 else "items"
+        put = "puts" if eval_n == 1 else "put"
+        evidence = (
+            f"its {eval_n:,} {items} at or above the threshold {put} the precision there at "
+            f"{ci_low:.1%}–{ci_high:.1%}"
+        )
+        if eval_n < MIN_EVAL_ABOVE:
+            evidence += f", too few to measure it (that takes at least {MIN_EVAL_ABOVE})"
+    needed = eval_items_needed(estimated, target) if estimated is not None else None
+    reach = ""
+    if needed is not None and needed > eval_n:
+        reach = f"; at the estimated {estimated:.1%} it takes about {needed:,} such items"
+    elif needed is not None:
+        # enough items for the estimate, yet the interval misses: they measured worse than it
+        reach = f", under what the estimated {estimated:.1%} would give: it may be optimistic"
+    # No count when the estimate sits on the target (the cut stops where the mean meets it):
+    # then no sample could confirm it, and the advice below is all there is to say.
+    return [
+        f"The random evaluation sample cannot confirm the {target:.1%} target: {evidence}{reach}. "
+        "Label a larger random evaluation sample (POST /api/projects/<id>/evaluation-sample with "
+        "a size, or the LABELLA_EVAL_SAMPLE_SIZE setting) and train again, or lower the target."
+    ]
+
+
+def eval_items_needed(estimated: float, target: float, *, cap: int = MAX_EVAL_NEEDED) -> int | None:
+    """The smallest n (searched by doubling, then bisection) such that the Wilson 95% lower
+    bound of round(estimated * n) successes in n reaches ``target``: how many evaluation items
+    at or above the threshold would confirm the target if the precision there is ``estimated``.
+    None when no n up to ``cap`` does (always so when ``estimated <= target``)."""
+    from labella.services.evaluation import wilson_interval
+
+    if not estimated > target:
+        return None
+
+    def confirms(n: int) -> bool:
+        return wilson_interval(round(estimated * n), n)[0] >= target
+
+    below, above = 0, 1
+    while not confirms(above):
+        if above >= cap:
+            return None
+        below, above = above, min(2 * above, cap)
+    while above - below > 1:
+        middle = (below + above) // 2
+        if confirms(middle):
+            above = middle
+        else:
+            below = middle
+    return above
 
 
 def apply_precision(

@@ -98,6 +98,15 @@ $("precision-form").addEventListener("submit", async (event) => {
         `${fmtPercent(preview.ci_high, 1)} measured on ${plural(preview.eval_n, "evaluation item")} above that confidence.`
       : `No item reaches ${fmtPercent(target, 1)} precision with model v${preview.model_version}; label more or lower the target.`;
     $("precision-summary").textContent = summary;
+    const warnings = $("precision-warnings");
+    warnings.replaceChildren(
+      ...(preview.warnings || []).map((text) => {
+        const item = document.createElement("li");
+        item.textContent = text;
+        return item;
+      }),
+    );
+    warnings.hidden = warnings.children.length === 0;
     const confirm = $("precision-confirm");
     confirm.textContent = `Auto-label ${plural(preview.count, "item")}`;
     confirm.disabled = preview.count === 0;
