@@ -105,6 +105,7 @@ def finetuned_embeddings(
     max_pairs: int,
     *,
     method: str,
+    layer: str,
     cache: Path,
 ) -> np.ndarray:
     """The pool re-encoded by MiniLM fine-tuned (by ``method``) on the human labels in ``mask``.
@@ -114,13 +115,15 @@ def finetuned_embeddings(
     from labella.learners.finetune import ClassifierFineTuner, SetFitLearner, TextFineTuner
 
     picked = np.flatnonzero(mask)
-    key = f"{zlib.crc32(picked.tobytes())}-{max_pairs if method == 'setfit' else method}"
+    # the cosine layer's fine-tunings were cached before there was a choice of layer
+    variant = max_pairs if method == "setfit" else method if layer == "cosine" else layer
+    key = f"{zlib.crc32(picked.tobytes())}-{variant}"
     if cache.exists() and cache.with_suffix(".key").read_text() == key:
         return np.load(cache)
     learner: TextFineTuner = (
         SetFitLearner(random_state=seed, max_pairs=max_pairs)
         if method == "setfit"
-        else ClassifierFineTuner(random_state=seed)
+        else ClassifierFineTuner(random_state=seed, layer=layer)
     )
     learner.fit([texts[i] for i in picked], y[picked], n_classes=n_classes)
     features = learner.encode(texts)
@@ -201,6 +204,9 @@ def main() -> int:
     parser.add_argument("--method", choices=("classifier", "setfit"), default="classifier")
     parser.add_argument("--max-pairs", type=int, default=8000, help="setfit only")
     parser.add_argument(
+        "--layer", choices=("cosine", "linear"), default="cosine", help="classifier only"
+    )
+    parser.add_argument(
         "--calibration-sizes",
         default="",
         help="comma-separated sizes of a calibration sample drawn from the rest (20 draws each), "
@@ -243,7 +249,16 @@ def main() -> int:
             )
             learners = {strategy: X}
             if args.finetune:  # the frozen encoder on the same labels stays as the baseline
-                title = "SetFit" if args.method == "setfit" else "fine-tuned as a classifier"
+                title = (
+                    "SetFit"
+                    if args.method == "setfit"
+                    else f"fine-tuned as a classifier ({args.layer} layer)"
+                )
+                tag = (
+                    f"{args.method}-{args.layer}"
+                    if args.method == "classifier" and args.layer != "cosine"
+                    else args.method
+                )
                 learners[f"{strategy} + {title}"] = finetuned_embeddings(
                     task.pool.texts,
                     y,
@@ -252,7 +267,8 @@ def main() -> int:
                     seed,
                     args.max_pairs,
                     method=args.method,
-                    cache=args.cache_dir / f"flush_{args.method}_{strategy}_seed{seed}.npy",
+                    layer=args.layer,
+                    cache=args.cache_dir / f"flush_{tag}_{strategy}_seed{seed}.npy",
                 )
             rest = ~mask & ~in_eval
             for name, features in learners.items():

@@ -48,8 +48,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategy", default="cluster_margin")
     parser.add_argument("--method", choices=("classifier", "setfit"), default="classifier")
     parser.add_argument("--max-pairs", type=int, default=8000, help="setfit only")
+    parser.add_argument(
+        "--layer", choices=("cosine", "linear"), default="cosine", help="classifier only"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="the method's default if unset")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
+    parser.add_argument(
+        "--first-finetune-at",
+        type=int,
+        default=0,
+        help="fine-tune once already at this many labels, as a project with auto_finetune_at set "
+        "to it does, and pick the labels from there to --labels with the fine-tuned encoder's "
+        "embeddings; the fine-tuning at --labels then starts again from the base encoder",
+    )
     parser.add_argument(
         "--continue-to",
         type=int,
@@ -64,23 +75,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     X_pool, X_test = embed_task(task, args.cache_dir)
     y_pool, y_test = task.pool.labels, task.test.labels
     n_classes = len(task.pool.classes)
-    clusters = fit_clusters(X_pool, sim.default_n_clusters(len(X_pool)), random_state=0)
     seed_set = sim.select_seed_set(X_pool, 20, cold_start="kmeans_cold_start", seed=args.seed)
-    order = [seed_set]
-    sim.run_loop(
-        X_pool,
-        y_pool,
-        X_pool[:10],  # the picks do not depend on the test set: score on a few pool rows
-        y_pool[:10],
-        strategy=get_strategy(args.strategy),
-        seed_set=seed_set,
-        schedule=sim.label_schedule(initial=20, batch=20, budget=args.labels),
-        make_model=lambda: make_head("linear", n_classes=n_classes, random_state=args.seed),
-        clusters=clusters,
-        rng=np.random.default_rng([args.seed, zlib.crc32(args.strategy.encode())]),
-        on_pick=order.append,
+    first = args.first_finetune_at if 0 < args.first_finetune_at < args.labels else args.labels
+    picked = pick_labels(
+        X_pool, y_pool, seed_set, to=first, seed=args.seed, strategy=args.strategy, rng_tag=0
     )
-    picked = np.concatenate(order)[: args.labels]
+    first_seconds = 0.0
+    if first < args.labels:
+        started = time.perf_counter()
+        early = make_learner(args)
+        early.fit([task.pool.texts[i] for i in picked], y_pool[picked], n_classes=n_classes)
+        first_seconds = time.perf_counter() - started
+        picked = pick_labels(
+            early.encode(task.pool.texts),
+            y_pool,
+            picked,
+            to=args.labels,
+            seed=args.seed,
+            strategy=args.strategy,
+            rng_tag=1,
+        )
     head = make_head("linear", n_classes=n_classes, random_state=args.seed)
     head.fit(X_pool[picked], y_pool[picked])
     frozen = float((head.predict_proba(X_test).argmax(1) == y_test).mean())
@@ -88,11 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     learner = make_learner(args)
     learner.fit([task.pool.texts[i] for i in picked], y_pool[picked], n_classes=n_classes)
     seconds = time.perf_counter() - started
-    tuned = float((learner.predict_proba(task.test.texts).argmax(1) == y_test).mean())
+    test_vectors = learner.encode(task.test.texts)
+    tuned = float((learner.head_.predict_proba(test_vectors).argmax(1) == y_test).mean())
     # what the product then trains: the project's linear head on the re-encoded items
     product_head = make_head("linear", n_classes=n_classes, random_state=args.seed)
     product_head.fit(learner.encode([task.pool.texts[i] for i in picked]), y_pool[picked])
-    product = product_head.predict_proba(learner.encode(task.test.texts)).argmax(1) == y_test
+    product = product_head.predict_proba(test_vectors).argmax(1) == y_test
     row = {
         "task": args.task,
         "strategy": args.strategy,
@@ -100,12 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "labels": args.labels,
         "method": args.method,
         "epochs": learner.epochs,
-        **({"max_pairs": args.max_pairs} if args.method == "setfit" else {}),
+        **({"max_pairs": args.max_pairs} if args.method == "setfit" else {"layer": args.layer}),
         "frozen_linear": round(frozen, 4),
         "finetuned": round(tuned, 4),
         "finetuned_encoder_linear_head": round(float(product.mean()), 4),
         "fit_seconds": round(seconds),
     }
+    if first < args.labels:
+        row["first_finetune_at"] = first
+        row["first_fit_seconds"] = round(first_seconds)
     if args.continue_to > args.labels:
         row["after_finetune"] = continue_on_finetuned(
             learner, task, picked, to=args.continue_to, seed=args.seed, strategy=args.strategy
@@ -118,7 +136,38 @@ def make_learner(args: argparse.Namespace) -> TextFineTuner:
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.method == "setfit":
         return SetFitLearner(random_state=args.seed, max_pairs=args.max_pairs, **epochs)
-    return ClassifierFineTuner(random_state=args.seed, **epochs)
+    return ClassifierFineTuner(random_state=args.seed, layer=args.layer, **epochs)
+
+
+def pick_labels(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    start: np.ndarray,
+    *,
+    to: int,
+    seed: int,
+    strategy: str,
+    rng_tag: int,
+) -> np.ndarray:
+    """The pool indices labeled when the loop goes on from ``start`` (in order) to ``to`` labels:
+    the strategy picking batches of 20 for the linear head on ``X_pool``, with the clusters of
+    ``X_pool``; the picks do not depend on the test set."""
+    n_classes = int(y_pool.max()) + 1
+    order = [np.asarray(start)]
+    sim.run_loop(
+        X_pool,
+        y_pool,
+        X_pool[:10],
+        y_pool[:10],
+        strategy=get_strategy(strategy),
+        seed_set=order[0],
+        schedule=sim.label_schedule(initial=len(order[0]), batch=20, budget=to),
+        make_model=lambda: make_head("linear", n_classes=n_classes, random_state=seed),
+        clusters=fit_clusters(X_pool, sim.default_n_clusters(len(X_pool)), random_state=0),
+        rng=np.random.default_rng([seed, zlib.crc32(strategy.encode()), *([rng_tag] * rng_tag)]),
+        on_pick=order.append,
+    )
+    return np.concatenate(order)[:to]
 
 
 def continue_on_finetuned(

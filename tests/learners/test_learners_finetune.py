@@ -3,6 +3,7 @@ end-to-end classifier fine-tuning, each then a head."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -259,9 +260,36 @@ def test_a_saved_learner_loads_as_its_own_method(
         SetFitLearner.load(tmp_path / "classifier")
 
 
+def test_the_linear_layer_trains_another_encoder_and_is_remembered(
+    classifier: ClassifierFineTuner, tmp_path: Path
+) -> None:
+    assert classifier.layer == "cosine"  # the default
+    linear = tiny_classifier(random_state=0, layer="linear").fit(TEXTS, LABELS)
+    assert linear.train_losses_[-1] < linear.train_losses_[0]
+    assert np.abs(linear.encode(TEST_TEXTS) - classifier.encode(TEST_TEXTS)).max() > 1e-3
+    assert float((linear.predict(TEST_TEXTS) == TEST_LABELS).mean()) >= 0.8
+    linear.save(tmp_path / "linear")
+    assert TextFineTuner.load(tmp_path / "linear").layer == "linear"  # type: ignore[attr-defined]
+
+
+def test_a_classifier_saved_before_the_layer_choice_loads_as_cosine(tmp_path: Path) -> None:
+    classifier = tiny_classifier(random_state=0, layer="linear", epochs=1).fit(TEXTS, LABELS)
+    saved = classifier.save(tmp_path / "old")
+    state = json.loads((saved / "learner.json").read_text())
+    del state["params"]["layer"]
+    (saved / "learner.json").write_text(json.dumps(state))
+    loaded = TextFineTuner.load(saved)
+    assert isinstance(loaded, ClassifierFineTuner) and loaded.layer == "cosine"
+    np.testing.assert_array_equal(
+        loaded.predict_proba(TEST_TEXTS), classifier.predict_proba(TEST_TEXTS)
+    )
+
+
 def test_classifier_bad_settings_and_input() -> None:
     with pytest.raises(ValueError, match="scale must be a positive number"):
         ClassifierFineTuner(scale=0)
+    with pytest.raises(ValueError, match="layer must be one of cosine, linear, got 'softmax'"):
+        ClassifierFineTuner(layer="softmax")
     with pytest.raises(ValueError, match="layer_learning_rate"):
         ClassifierFineTuner(layer_learning_rate=2.0)
     with pytest.raises(ValueError, match="epochs"):
