@@ -106,6 +106,7 @@ def finetuned_embeddings(
     *,
     method: str,
     layer: str,
+    members: int | None,
     cache: Path,
 ) -> np.ndarray:
     """The pool re-encoded by MiniLM fine-tuned (by ``method``) on the human labels in ``mask``.
@@ -115,16 +116,21 @@ def finetuned_embeddings(
     from labella.learners.finetune import ClassifierFineTuner, SetFitLearner, TextFineTuner
 
     picked = np.flatnonzero(mask)
-    # the cosine layer's fine-tunings were cached before there was a choice of layer
+    copies = {} if members is None else {"n_members": members}
+    learner: TextFineTuner = (
+        SetFitLearner(random_state=seed, max_pairs=max_pairs, **copies)
+        if method == "setfit"
+        else ClassifierFineTuner(random_state=seed, layer=layer, **copies)
+    )
+    # the cosine layer's single fine-tunings were cached before there was a choice of layer or
+    # of members: their names and keys stay as they were
     variant = max_pairs if method == "setfit" else method if layer == "cosine" else layer
     key = f"{zlib.crc32(picked.tobytes())}-{variant}"
+    if learner.n_members > 1:
+        key += f"-x{learner.n_members}"
+        cache = cache.with_name(f"{cache.stem}_x{learner.n_members}{cache.suffix}")
     if cache.exists() and cache.with_suffix(".key").read_text() == key:
         return np.load(cache)
-    learner: TextFineTuner = (
-        SetFitLearner(random_state=seed, max_pairs=max_pairs)
-        if method == "setfit"
-        else ClassifierFineTuner(random_state=seed, layer=layer)
-    )
     learner.fit([texts[i] for i in picked], y[picked], n_classes=n_classes)
     features = learner.encode(texts)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +213,13 @@ def main() -> int:
         "--layer", choices=("cosine", "linear"), default="cosine", help="classifier only"
     )
     parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="encoders fine-tuned side by side (the method's default if unset: 2 for the "
+        "classifier, 1 for SetFit)",
+    )
+    parser.add_argument(
         "--calibration-sizes",
         default="",
         help="comma-separated sizes of a calibration sample drawn from the rest (20 draws each), "
@@ -268,6 +281,7 @@ def main() -> int:
                     args.max_pairs,
                     method=args.method,
                     layer=args.layer,
+                    members=args.members,
                     cache=args.cache_dir / f"flush_{tag}_{strategy}_seed{seed}.npy",
                 )
             rest = ~mask & ~in_eval

@@ -51,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--layer", choices=("cosine", "linear"), default="cosine", help="classifier only"
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="encoders fine-tuned side by side (the method's default if unset: 2 for the "
+        "classifier, 1 for SetFit)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="the method's default if unset")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
     parser.add_argument(
@@ -115,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "labels": args.labels,
         "method": args.method,
         "epochs": learner.epochs,
+        "members": learner.n_members,
         **({"max_pairs": args.max_pairs} if args.method == "setfit" else {"layer": args.layer}),
         "frozen_linear": round(frozen, 4),
         "finetuned": round(tuned, 4),
@@ -133,10 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def make_learner(args: argparse.Namespace) -> TextFineTuner:
-    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    given = {"epochs": args.epochs, "n_members": args.members}
+    settings = {key: value for key, value in given.items() if value is not None}
     if args.method == "setfit":
-        return SetFitLearner(random_state=args.seed, max_pairs=args.max_pairs, **epochs)
-    return ClassifierFineTuner(random_state=args.seed, layer=args.layer, **epochs)
+        return SetFitLearner(random_state=args.seed, max_pairs=args.max_pairs, **settings)
+    return ClassifierFineTuner(random_state=args.seed, layer=args.layer, **settings)
 
 
 def pick_labels(

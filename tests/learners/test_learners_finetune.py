@@ -204,7 +204,12 @@ def test_bad_settings_and_unfitted_use(tmp_path: Path) -> None:
 
 def tiny_classifier(**overrides: Any) -> ClassifierFineTuner:
     """Settings small enough for a test: 4 epochs of 3 steps of 8 texts."""
-    settings: dict[str, Any] = {"epochs": 4, "batch_size": 8, "learning_rate": 5e-5}
+    settings: dict[str, Any] = {
+        "epochs": 4,
+        "batch_size": 8,
+        "learning_rate": 5e-5,
+        "n_members": 1,
+    }
     return ClassifierFineTuner(**{**settings, **overrides})
 
 
@@ -276,18 +281,45 @@ def test_a_classifier_saved_before_the_layer_choice_loads_as_cosine(tmp_path: Pa
     classifier = tiny_classifier(random_state=0, layer="linear", epochs=1).fit(TEXTS, LABELS)
     saved = classifier.save(tmp_path / "old")
     state = json.loads((saved / "learner.json").read_text())
-    del state["params"]["layer"]
+    del state["params"]["layer"], state["params"]["n_members"]
     (saved / "learner.json").write_text(json.dumps(state))
     loaded = TextFineTuner.load(saved)
     assert isinstance(loaded, ClassifierFineTuner) and loaded.layer == "cosine"
+    assert loaded.n_members == 1 and loaded.dim_ == 384
     np.testing.assert_array_equal(
         loaded.predict_proba(TEST_TEXTS), classifier.predict_proba(TEST_TEXTS)
     )
 
 
+def test_an_ensemble_fits_members_with_spaced_seeds_and_joins_their_vectors(
+    classifier: ClassifierFineTuner, tmp_path: Path
+) -> None:
+    calls: list[tuple[int, int]] = []
+    pair = tiny_classifier(random_state=0, n_members=2).fit(
+        TEXTS, LABELS, progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(step, 24) for step in range(1, 25)]  # both members' steps, counted on
+    assert pair.n_steps_ == 24 and pair.dim_ == 768 and len(pair.members_) == 2
+    vectors = pair.encode(TEST_TEXTS)
+    assert vectors.shape == (len(TEST_TEXTS), 768) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # member 0 is the one-member learner of the same seed; member 1 is seeded 100 further on
+    first, second = pair.members_
+    np.testing.assert_allclose(first.encode(TEST_TEXTS), classifier.encode(TEST_TEXTS), atol=1e-6)
+    assert second.random_state == 100
+    assert np.abs(second.encode(TEST_TEXTS) - first.encode(TEST_TEXTS)).max() > 1e-3
+    assert float((pair.predict(TEST_TEXTS) == TEST_LABELS).mean()) >= 0.8
+    loaded = TextFineTuner.load(pair.save(tmp_path / "pair"))
+    assert isinstance(loaded, ClassifierFineTuner)
+    assert loaded.n_members == 2 and loaded.dim_ == 768
+    np.testing.assert_array_equal(loaded.predict_proba(TEST_TEXTS), pair.predict_proba(TEST_TEXTS))
+
+
 def test_classifier_bad_settings_and_input() -> None:
     with pytest.raises(ValueError, match="scale must be a positive number"):
         ClassifierFineTuner(scale=0)
+    with pytest.raises(ValueError, match="n_members must be a positive integer, got 0"):
+        ClassifierFineTuner(n_members=0)
     with pytest.raises(ValueError, match="layer must be one of cosine, linear, got 'softmax'"):
         ClassifierFineTuner(layer="softmax")
     with pytest.raises(ValueError, match="layer_learning_rate"):

@@ -129,7 +129,7 @@ def test_a_fine_tuning_is_queued_at_the_threshold_and_only_once(
         "actor": "system",
         "auto_labels": 20,
     }
-    assert finetuning.DEFAULTS == {"epochs": 8, "batch_size": 16}
+    assert finetuning.DEFAULTS == {"epochs": 8, "batch_size": 16, "members": 2}
     # ... which the job reads back as its settings (the executor's own check)
     with db.reader() as session:
         project = repo.get_project(session, corpus.id)

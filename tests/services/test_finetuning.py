@@ -239,19 +239,24 @@ def test_the_default_method_fine_tunes_the_encoder_as_a_classifier(
     tiny = corpus()
     job = finetuning.request_finetune(db, settings, tiny.id, params={"epochs": 2})
     assert job_of(db, job.id).params["method"] == "classifier"
+    assert job_of(db, job.id).params["members"] == 2  # the default: two copies side by side
     worker.run_until_idle()
     done = job_of(db, job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     result = done.result or {}
     assert result["method"] == "classifier" and result["n_pairs"] == 0 and result["epochs"] == 2
     assert result["encoder"].startswith(f"finetuned-text:project-{tiny.id}:v{job.id}-")
-    assert "on 16 labels (end to end as a classifier, 2 epoch(s)" in done.message
+    assert "on 16 labels (end to end as a classifier, 2 copies side by side, 2 epoch(s)" in (
+        done.message
+    )
     saved = TextFineTuner.load(finetuning.encoder_dir(settings, tiny.id, job.id))
-    assert isinstance(saved, ClassifierFineTuner) and saved.n_steps_ == 2
+    assert isinstance(saved, ClassifierFineTuner) and saved.n_steps_ == 2 * 2
+    assert saved.n_members == 2 and saved.dim_ == 2 * 384
     assert stored_state(db, settings, tiny.id)["encoder"] == result["encoder"]
     tuned = versions(db, tiny.id)[-1]
     assert tuned.encoder == result["encoder"]
     assert tuned.metrics["fine_tuned_encoder"]["method"] == "classifier"
+    assert tuned.metrics["fine_tuned_encoder"]["members"] == 2
     # names of text encoders saved before the classifier method existed still parse
     assert finetuning.parse_encoder_name(f"setfit:project-{tiny.id}:v9-0123abcd") == (tiny.id, 9)
 
@@ -386,6 +391,8 @@ def test_bad_settings_and_encoder_names_are_refused(
         finetuning.request_finetune(
             db, settings, tiny.id, params={"method": "classifier", "n_iterations": 2}
         )
+    with pytest.raises(InvalidInput, match="members must be a whole number from 1 to 5, got 6"):
+        finetuning.request_finetune(db, settings, tiny.id, params={"members": 6})
     with pytest.raises(InvalidInput, match="unknown fine-tuning setting"):
         finetuning.request_finetune(db, settings, tiny.id, params={"lr": 1})
     with pytest.raises(InvalidInput, match="unknown text encoder 'nope'"):
@@ -415,6 +422,8 @@ def test_the_api_queues_a_finetune_job_or_says_what_is_missing(
     assert bad.status_code == 422
     bad = client.post(f"/api/projects/{tiny.id}/finetune", json={"method": "lora"})
     assert bad.status_code == 422 and "method" in bad.text
+    bad = client.post(f"/api/projects/{tiny.id}/finetune", json={"members": 0})
+    assert bad.status_code == 422 and "members" in bad.text
     bad = client.post(
         f"/api/projects/{tiny.id}/finetune", json={"method": "classifier", "max_pairs": 10}
     )

@@ -120,6 +120,14 @@ class FinetuneRequest(BaseModel):
         le=100_000,
         description="Text, SetFit: cap on the training pairs; default 8000",
     )
+    members: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="Text: copies of the encoder fine-tuned side by side, each with its own "
+        "seed (a deep ensemble: steadier accuracy for that many times the time); default 2 "
+        "(classifier) or 1 (SetFit)",
+    )
     image_size: int | None = Field(
         default=None, ge=32, le=512, description="Images: side in pixels; default 224"
     )

@@ -37,6 +37,15 @@ def finetune(
     max_pairs: Annotated[
         int | None, typer.Option(help="Text, SetFit: cap on training pairs (default 8000)", min=2)
     ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            help="Text: copies of the encoder fine-tuned side by side, each with its own seed "
+            "(default 2 for the classifier method, 1 for SetFit; each copy takes the time of one)",
+            min=1,
+            max=5,
+        ),
+    ] = None,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -67,6 +76,7 @@ def finetune(
             "n_iterations": iterations,
             "epochs": epochs,
             "max_pairs": max_pairs,
+            "members": members,
             "image_size": image_size,
         }
         try:
