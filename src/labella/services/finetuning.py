@@ -374,15 +374,16 @@ def encoder_metrics(settings: Settings, name: str) -> dict[str, Any]:
     parsed = parse_encoder_name(name)
     sidecar = read_sidecar(encoder_dir(settings, *parsed)) if parsed else None
     if sidecar is not None:
-        metrics["fine_tuned_encoder"] = {
+        recorded = {
             key: sidecar.get(key)
             for key in ("job_id", "base_encoder", "n_labels", "n_pairs", "epochs", "fit_seconds")
         }
-        if sidecar.get("modality") != "image":
-            metrics["fine_tuned_encoder"]["method"] = _method_of(sidecar)
-            metrics["fine_tuned_encoder"]["members"] = int(sidecar.get("members") or 1)
         if sidecar.get("modality") == "image":
-            metrics["fine_tuned_encoder"]["image_size"] = sidecar.get("image_size")
+            recorded["image_size"] = sidecar.get("image_size")
+        else:
+            recorded["method"] = _method_of(sidecar)
+            recorded["members"] = int(sidecar.get("members") or 1)
+        metrics["fine_tuned_encoder"] = recorded
     return metrics
 
 
