@@ -136,3 +136,38 @@ def test_overlap_can_be_set_when_the_project_is_created(client: TestClient) -> N
     bad = client.post("/api/projects", json={**body, "name": "bad", "overlap": 0})
     assert bad.status_code == 422 and "overlap" in bad.json()["detail"]
     assert all(p["name"] != "bad" for p in client.get("/api/projects").json())
+
+
+def test_self_training_defaults_by_kind_toggles_and_is_refused_with_its_name(
+    client: TestClient,
+) -> None:
+    project = create(client)
+    assert project["self_training"] is True
+    pid = project["id"]
+    patched = client.patch(f"/api/projects/{pid}", json={"self_training": False})
+    assert patched.status_code == 200 and patched.json()["self_training"] is False
+    assert client.get(f"/api/projects/{pid}").json()["self_training"] is False
+    assert create(client, name="chosen", self_training=False)["self_training"] is False
+
+    tags = create(client, name="tags", classes=["urgent", "spam"], multi_label=True)
+    assert tags["self_training"] is False
+    refused = client.patch(f"/api/projects/{tags['id']}", json={"self_training": True})
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "self_training" in refused.json()["detail"]
+    assert "single-label classification" in refused.json()["detail"]
+    assert client.get(f"/api/projects/{tags['id']}").json()["self_training"] is False
+
+    boxes = client.post(
+        "/api/projects",
+        json={
+            "name": "boxes",
+            "classes": ["car", "person"],
+            "kind": "object_detection",
+            "self_training": True,
+        },
+    )
+    assert 400 <= boxes.status_code < 500, boxes.text
+    assert "self_training" in boxes.json()["detail"]
+    assert "boxes" not in [p["name"] for p in client.get("/api/projects").json()]
+    bad = client.patch(f"/api/projects/{pid}", json={"self_training": "sometimes"})
+    assert bad.status_code == 422 and "self_training" in bad.text

@@ -644,3 +644,62 @@ def test_no_training_is_queued_for_labels_still_waiting_for_embeddings(
     # once encoding is done, the encode job itself queues the first training
     encoded(worker, corpus)
     assert [v["n_labels"] for v in model_versions(db, corpus.id)] == [4]
+
+
+# -- self-training ------------------------------------------------------------------------------
+
+
+def eval_sample_ids(db: Database, project_id: int) -> set[int]:
+    with db.reader() as session:
+        return set(
+            session.scalars(
+                select(Item.id).where(Item.project_id == project_id, Item.eval_sample.is_(True))
+            )
+        )
+
+
+def test_self_training_learns_from_unlabeled_items_but_not_the_evaluation_sample(
+    db: Database, worker: Worker, topics: Callable[..., TopicProject]
+) -> None:
+    trained = {}
+    for self_training in (True, False):
+        corpus = encoded(worker, topics(self_training=self_training))
+        labeled = corpus.label_first(3)
+        job = training.request_training(db, corpus.id)
+        worker.run_until_idle()
+        assert job_state(db, job.id)["status"] == JobStatus.SUCCEEDED
+        [version] = model_versions(db, corpus.id)
+        trained[self_training] = (corpus, labeled, version["metrics"])
+
+    corpus, labeled, metrics = trained[True]
+    held_out = eval_sample_ids(db, corpus.id)
+    assert held_out and not held_out & set(labeled)
+    seen = metrics["self_training"]
+    assert seen["unlabeled_seen"] == len(corpus.topic_of) - len(labeled) - len(held_out)
+    assert 0 < seen["pseudo_labels"] <= seen["unlabeled_seen"]
+    assert seen["rounds"] >= 1 and 0 < seen["fraction"] <= 1
+    assert "self_training" not in trained[False][2]
+
+    # the self-trained model is another model than the plain one, and still right on the topics
+    on, off = (predictions(db, trained[flag][0].id) for flag in (True, False))
+    # both projects hold the same sentences in the same order, and the same ones labeled
+    probs_on = [on[i]["probs"] for i in sorted(on)]
+    probs_off = [off[i]["probs"] for i in sorted(off)]
+    assert len(probs_on) == len(probs_off)
+    assert not np.allclose(probs_on, probs_off, atol=1e-3)
+    correct = sum(
+        row["predicted"] == [corpus.class_id[corpus.topic_of[item_id]]]
+        for item_id, row in on.items()
+    )
+    assert correct / len(on) > 0.8
+
+
+def test_multi_label_projects_train_without_self_training(
+    db: Database, worker: Worker, topics: Callable[..., TopicProject]
+) -> None:
+    corpus = encoded(worker, topics(multi_label=True))
+    corpus.label_first(3)
+    training.request_training(db, corpus.id)
+    worker.run_until_idle()
+    [version] = model_versions(db, corpus.id)
+    assert "self_training" not in version["metrics"]

@@ -182,6 +182,11 @@ def test_create_upload_label_train_autolabel_export(
     expect(points).to_have_count(sum(m["metrics"]["accuracy"] is not None for m in models))
     expect(page.locator("#class-scores tbody tr")).to_have_count(3)
     expect(page.locator("#scores-caption")).to_contain_text("20 labels")
+    # a new single-label project self-trains, and the caption says on how many pseudo-labels
+    newest = max(models, key=lambda m: m["version"])["metrics"]["self_training"]
+    expect(page.locator("#scores-caption")).to_contain_text(
+        f"Self-trained on {newest['pseudo_labels']:,} pseudo-labels"
+    )
     queue_reasons = page.locator("#queue tbody td:nth-child(4)")
     expect(queue_reasons.first).to_contain_text("margin")
     page.get_by_role("button", name="Send batch").click()
@@ -255,19 +260,28 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
     page.goto(f"{live_server.url}/")
     strategy = page.locator("#p-strategy")
     finetune_at = page.locator("#p-finetune")
+    self_training = page.locator("#p-selftrain")
     expect(strategy).to_have_value("cluster_margin")
     expect(finetune_at).to_have_attribute("placeholder", "250")
+    expect(self_training).to_be_checked()
     page.get_by_label("Any number (multi-label)").check()
     expect(strategy).to_have_value("ml_margin")
     expect(finetune_at).to_have_attribute("placeholder", "0")
+    expect(self_training).to_be_disabled()
+    expect(self_training).not_to_be_checked()
     page.get_by_label("One (single-label)").check()
     expect(strategy).to_have_value("cluster_margin")
     expect(finetune_at).to_have_attribute("placeholder", "250")
-    # fine-tuning is off by default for images
+    expect(self_training).to_be_enabled()
+    expect(self_training).to_be_checked()
+    # fine-tuning and self-training are off by default for images; self-training may be ticked
     page.locator("#p-kind").select_option("image_classification")
     expect(finetune_at).to_have_attribute("placeholder", "0")
+    expect(self_training).to_be_enabled()
+    expect(self_training).not_to_be_checked()
     page.locator("#p-kind").select_option("text_classification")
     expect(finetune_at).to_have_attribute("placeholder", "250")
+    expect(self_training).to_be_checked()
 
     # multi-label projects cannot fine-tune their encoder: the server's 422 is shown, nothing made
     page.get_by_label("Any number (multi-label)").check()
@@ -286,6 +300,28 @@ def test_the_create_form_defaults_follow_the_label_mode_and_bad_values_are_named
     project = created_project(page, live_server)
     assert project["multi_label"] is True and project["strategy"] == "ml_margin"
     assert project["auto_finetune_at"] == 0
+    assert project["self_training"] is False
+
+
+def test_the_dashboard_saves_self_training_and_hides_it_where_it_cannot_apply(
+    page: Page, live_server: LiveServer
+) -> None:
+    project = live_server.create_project("Self-taught", ["yes", "no"])
+    assert project["self_training"] is True
+    page.goto(f"{live_server.url}/projects/{project['id']}")
+    box = page.get_by_label("Self-training: also learn from the model's confident predictions")
+    expect(box).to_be_checked()
+    box.uncheck()
+    expect(page.locator("#selftrain-status")).to_contain_text("human labels only")
+    with live_server.client() as http:
+        assert http.get(f"/api/projects/{project['id']}").json()["self_training"] is False
+    page.reload()
+    expect(page.locator("#f-selftrain")).not_to_be_checked()
+
+    tags = live_server.create_project("Tags without self-training", ["urgent"], multi_label=True)
+    page.goto(f"{live_server.url}/projects/{tags['id']}")
+    expect(page.locator("#settings-form")).to_be_visible()
+    expect(page.locator("#f-selftrain")).to_have_count(0)
 
 
 def test_bad_upload_shows_the_servers_error(page: Page, live_server: LiveServer) -> None:

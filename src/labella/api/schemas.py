@@ -61,6 +61,13 @@ class ProjectCreate(BaseModel):
         "double); 0: never. Default LABELLA_AUTO_FINETUNE_AT (250) for single-label text "
         "projects, 0 otherwise",
     )
+    self_training: bool | None = Field(
+        default=None,
+        description="Training also learns from the model's confident predictions on the "
+        "unlabeled items (seconds to a minute more per training). Default: on for single-label "
+        "text projects, off for image projects; not available for multi-label or "
+        "object-detection projects",
+    )
 
 
 class ProjectPatch(BaseModel):
@@ -91,6 +98,11 @@ class ProjectPatch(BaseModel):
         le=1_000_000,
         description="Human labels at which the encoder fine-tunes itself (again each time they "
         "double); 0: never. Not for object-detection or multi-label projects",
+    )
+    self_training: bool | None = Field(
+        default=None,
+        description="Training also learns from the model's confident predictions on the "
+        "unlabeled items; true only for single-label classification projects",
     )
 
 
@@ -151,6 +163,7 @@ class ProjectOut(BaseModel):
     overlap_share: float
     review_sample_share: float
     auto_finetune_at: int
+    self_training: bool
     created_at: datetime
     classes: list[ClassOut]
 

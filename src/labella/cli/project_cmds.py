@@ -38,6 +38,15 @@ def create(
             "projects, else 0)"
         ),
     ] = None,
+    self_training: Annotated[
+        bool | None,
+        typer.Option(
+            "--self-training/--no-self-training",
+            help="Training also learns from the model's confident predictions on the unlabeled "
+            "items (default: on for single-label text projects, off for images; not available "
+            "for multi-label or object-detection projects)",
+        ),
+    ] = None,
 ) -> None:
     """Create a text- or image-classification project."""
     from labella.services import projects as service
@@ -53,6 +62,7 @@ def create(
         kind=kind,
         encoder=encoder,
         auto_finetune_at=auto_finetune_at,
+        self_training=self_training,
     )
     project = service.create_project(db, spec, settings=settings)
     names = ", ".join(c.name for c in project.classes)

@@ -82,6 +82,10 @@ class ProjectSpec:
     auto_finetune_at: int | None = None
     """Human labels at which the encoder fine-tunes itself (services.finetuning), 0: never;
     None: the settings' ``auto_finetune_at`` for a text classification project, else 0."""
+    self_training: bool | None = None
+    """Training also learns from the model's confident predictions on the unlabeled items
+    (learners.self_training); None: on for a single-label text project, else off (image
+    projects may turn it on; multi-label and detection projects cannot)."""
 
 
 def default_strategy(*, multi_label: bool) -> str:
@@ -99,6 +103,31 @@ def _check_overlap_kind(overlap: int | None, kind: str) -> None:
             "overlap (several annotators per item) is not available for object-detection "
             "projects: their answers are boxes, which are not merged yet; use overlap 1"
         )
+
+
+def _self_training_applies(kind: str, *, multi_label: bool) -> bool:
+    """Whether a project of this kind can self-train: its head picks one class per item, which
+    is what the confident pseudo-labels are made of (multi-label and box heads have no such
+    single prediction to trust)."""
+    return kind != ProjectKind.OBJECT_DETECTION and not multi_label
+
+
+def _self_training_by_default(kind: str, *, multi_label: bool) -> bool:
+    """Single-label text projects self-train unless told not to: on MiniLM it adds 1-2 points
+    at a few hundred labels. Image projects may turn it on; on EfficientNet-Lite0 features it
+    measured within noise of off (benchmarks/RESULTS.md, "Self-training on the pool")."""
+    return kind == ProjectKind.TEXT_CLASSIFICATION and not multi_label
+
+
+def _check_self_training(value: bool | None, kind: str, *, multi_label: bool) -> bool | None:
+    """``value`` if a project of this kind may use it as ``self_training``; None stays None."""
+    if value and not _self_training_applies(kind, multi_label=multi_label):
+        mode = "object-detection" if kind == ProjectKind.OBJECT_DETECTION else "multi-label"
+        raise InvalidInput(
+            "self_training applies to single-label classification projects only, "
+            f"not to a {mode} project; leave it off"
+        )
+    return value
 
 
 def _check_online_settings(online_update_every: int | None, cost_per_label: float | None) -> None:
@@ -226,6 +255,11 @@ def create_project(
     _check_overlap_kind(spec.overlap, spec.kind)
     review.check_sample_share(spec.review_sample_share)
     auto_finetune_at = _auto_finetune_at_of(spec, name, encoder, settings)
+    self_training = _check_self_training(
+        spec.self_training, spec.kind, multi_label=spec.multi_label
+    )
+    if self_training is None:
+        self_training = _self_training_by_default(spec.kind, multi_label=spec.multi_label)
     with db.transaction() as session:
         if repo.get_project_by_name(session, name) is not None:
             raise Conflict(f"a project named {name!r} already exists")
@@ -245,6 +279,7 @@ def create_project(
             overlap_share=spec.overlap_share,
             review_sample_share=spec.review_sample_share,
             auto_finetune_at=auto_finetune_at,
+            self_training=self_training,
         )
         for position, cls in enumerate(classes):
             project.classes.append(
@@ -346,6 +381,7 @@ def update_project(
     overlap_share: float | None = None,
     review_sample_share: float | None = None,
     auto_finetune_at: int | None = None,
+    self_training: bool | None = None,
     actor: str = "system",
 ) -> Project:
     from labella.services import assignment, review
@@ -395,6 +431,9 @@ def update_project(
                 encoder=project.encoder,
                 name=project.name,
             )
+        if self_training is not None:
+            _check_self_training(self_training, project.kind, multi_label=project.multi_label)
+            project.self_training = self_training
         after = _settings_of(project)
         changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
         if changed:
@@ -416,6 +455,7 @@ _AUDITED_SETTINGS = (
     "overlap_share",
     "review_sample_share",
     "auto_finetune_at",
+    "self_training",
 )
 
 

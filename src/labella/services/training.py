@@ -686,20 +686,60 @@ class TrainingStages:
         return report
 
 
+def uses_self_training(project: Project) -> bool:
+    """Whether the project's training learns from pseudo-labels too: its setting, for the
+    single-label classification projects it applies to."""
+    return bool(project.self_training) and not project.multi_label
+
+
+def self_training_pool(db: Database, settings: Settings, project: Project) -> np.ndarray:
+    """Embeddings of the unlabeled items a training may pseudo-label: at most
+    ``learners.self_training.MAX_UNLABELED`` of them, a seeded sample. The random evaluation
+    sample is left out even while unlabeled: it measures the model, so the model must not have
+    fitted anything to it, not even its own guesses."""
+    from labella.learners.self_training import sample_rows
+    from labella.services.ranking import _load_pool
+
+    pool = _load_pool(db, settings, project.id, project.encoder)
+    with db.reader() as session:
+        eval_ids = session.scalars(
+            select(Item.id).where(Item.project_id == project.id, Item.eval_sample.is_(True))
+        ).all()
+    open_rows = np.flatnonzero(
+        ~pool.labeled & ~np.isin(pool.item_ids, np.asarray(eval_ids, dtype=np.int64))
+    )
+    return pool.embeddings[sample_rows(open_rows, random_state=settings.random_seed)]
+
+
 def _fit_model(
-    rows: LabeledRows, X: np.ndarray, project: Project, settings: Settings, stages: TrainingStages
+    rows: LabeledRows,
+    X: np.ndarray,
+    project: Project,
+    settings: Settings,
+    stages: TrainingStages,
+    *,
+    unlabeled: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any]]:
+    """The project's head fitted on the labels, and its cross-validated metrics. With
+    ``unlabeled`` rows the head self-trains on them (learners.self_training), and so does each
+    cross-validation fold, so that the metrics measure what is stored."""
     from labella.learners.evaluation import cross_validated_metrics
     from labella.learners.heads import make_head
+    from labella.learners.self_training import SelfTrainedHead
 
     n_classes = len(rows.class_ids)
     y = _targets(rows, multi_label=project.multi_label)
     seed = settings.random_seed
 
-    def new_head() -> Any:
+    def plain_head() -> Any:
         return make_head(
             project.head, n_classes=n_classes, multi_label=project.multi_label, random_state=seed
         )
+
+    def new_head() -> Any:
+        if unlabeled is None:
+            return plain_head()
+        return SelfTrainedHead(plain_head, unlabeled)
 
     stages.begin("evaluate", f"cross-validating on {rows.n_usable} labels")
     started = time.perf_counter()
@@ -717,9 +757,18 @@ def _fit_model(
         )
     )
     cv_seconds = time.perf_counter() - started
-    stages.begin("fit", f"training the {project.head} head on {rows.n_usable} labels")
+    also = "" if unlabeled is None else f", self-training on {len(unlabeled)} unlabeled items"
+    stages.begin("fit", f"training the {project.head} head on {rows.n_usable} labels{also}")
     started = time.perf_counter()
     head = new_head().fit(X, y)
+    if isinstance(head, SelfTrainedHead):
+        metrics["self_training"] = {
+            "pseudo_labels": head.n_pseudo_labels_,
+            "unlabeled_seen": len(head.unlabeled),
+            "rounds": head.rounds,
+            "fraction": head.fraction,
+        }
+        head = head.head_
     head.classes_ = np.asarray(rows.class_ids, dtype=np.int64)
     if project.multi_label and metrics.get("thresholds") is not None:
         # each class's cut where its out-of-fold F1 peaks: rare classes get far from 0.5
@@ -878,7 +927,10 @@ def train_project(
                 f"the embeddings of {len(lost)} labeled items are missing from the cache; they "
                 "are being encoded again, train once that job has finished"
             )
-        head, metrics = _fit_model(rows, X, project, settings, stages)
+        unlabeled = (
+            self_training_pool(db, settings, project) if uses_self_training(project) else None
+        )
+        head, metrics = _fit_model(rows, X, project, settings, stages, unlabeled=unlabeled)
         # the labels this version has seen, for the online updates that follow it
         metrics["label_watermark"] = label_watermark
         # which vectors it learned from; a fine-tuned encoder also says which job made it

@@ -112,6 +112,9 @@ class Project(Base):
     # Human labels at which the encoder is first fine-tuned by itself (services.finetuning),
     # then again each time they double; 0: never (projects made before this setting existed).
     auto_finetune_at: Mapped[int] = mapped_column(Integer, default=0)
+    # Training also learns from the model's confident predictions on the unlabeled items
+    # (learners.self_training); off for projects made before this setting existed.
+    self_training: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

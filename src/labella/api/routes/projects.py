@@ -50,6 +50,7 @@ def create_project(
         overlap_share=body.overlap_share,
         review_sample_share=body.review_sample_share,
         auto_finetune_at=body.auto_finetune_at,
+        self_training=body.self_training,
     )
     project = service.create_project(
         db,
@@ -102,6 +103,7 @@ def update_project(
         overlap_share=body.overlap_share,
         review_sample_share=body.review_sample_share,
         auto_finetune_at=body.auto_finetune_at,
+        self_training=body.self_training,
         actor=member.username,
     )
     if body.encoder is not None:

@@ -175,7 +175,12 @@ function drawScores(model) {
   }
   caption.textContent =
     `Model v${model.version}, ${fmtInt(model.n_labels)} labels: accuracy ${fmtPercent(m.accuracy, 1)}, ` +
-    `macro F1 ${fmtPercent(m.macro_f1, 1)} (${m.method || "cross-validation"}).`;
+    `macro F1 ${fmtPercent(m.macro_f1, 1)} (${m.method || "cross-validation"}).` +
+    // services.training: the head also learned from its confident guesses on unlabeled items
+    (m.self_training
+      ? ` Self-trained on ${fmtInt(m.self_training.pseudo_labels)} pseudo-labels of ` +
+        `${fmtInt(m.self_training.unlabeled_seen)} unlabeled items.`
+      : "");
   const tbody = clear(table.querySelector("tbody"));
   for (const cls of project.classes) {
     const s = (m.per_class || {})[cls.name];
@@ -493,6 +498,27 @@ $("autofinetune-form")?.addEventListener("submit", async (event) => {
       : "Saved: the encoder is fine-tuned only when you ask.";
   } catch (error) {
     showError($("autofinetune-error"), error);
+  }
+});
+
+// -- self-training (learners.self_training); the box is only there for single-label classification
+$("f-selftrain")?.addEventListener("change", async (event) => {
+  const box = event.target;
+  const wanted = box.checked;
+  showError($("selftrain-error"), null);
+  $("selftrain-status").textContent = "";
+  box.disabled = true;
+  try {
+    const saved = await api(base, { method: "PATCH", body: { self_training: wanted } });
+    box.checked = saved.self_training;
+    $("selftrain-status").textContent = saved.self_training
+      ? "Saved: training also learns from the model's confident predictions."
+      : "Saved: training learns from human labels only.";
+  } catch (error) {
+    box.checked = !wanted; // as saved before the click
+    showError($("selftrain-error"), error);
+  } finally {
+    box.disabled = false;
   }
 });
 

@@ -85,6 +85,8 @@ form.addEventListener("submit", async (event) => {
     // blank: the server's default for the project's kind (it is off for images and multi-label)
     const finetuneAt = String(data.get("auto_finetune_at") || "").trim();
     if (finetuneAt !== "") body.auto_finetune_at = Number(finetuneAt);
+    // disabled (multi-label, detection): left out, so the server keeps it off
+    if (!selfTrainBox.disabled) body.self_training = selfTrainBox.checked;
   } catch (error) {
     showError(errorBox, error);
     return;
@@ -132,6 +134,20 @@ function showFinetuneDefault() {
   const multi = form.querySelector('input[name="multi_label"]:checked')?.value === "true";
   const text = form.elements.kind.value === "text_classification";
   finetuneInput.placeholder = text && !multi ? serverFinetuneAt : "0";
+  showSelfTraining(multi);
+}
+
+// Self-training is for single-label classification only (services.projects): ticked by default
+// for text, unticked for images, unticked and disabled for multi-label and object detection. A
+// change of kind or label mode resets the box to that default.
+const selfTrainBox = document.getElementById("p-selftrain");
+function showSelfTraining(multi) {
+  const kind = form.elements.kind.value;
+  const mode = `${kind}/${multi}`;
+  if (mode === selfTrainBox.dataset.mode) return;
+  selfTrainBox.dataset.mode = mode;
+  selfTrainBox.disabled = multi || kind === "object_detection";
+  selfTrainBox.checked = !multi && kind === "text_classification";
 }
 form.elements.kind.addEventListener("change", showFinetuneDefault);
 
