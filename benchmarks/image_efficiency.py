@@ -191,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ablation: keep only the 1280-d head part of efficientnet-lite0's multi-depth "
         "vector (each part is normalised on its own, so it slices out exactly)",
     )
+    parser.add_argument(
+        "--self-training",
+        action="store_true",
+        help="each model also learns from its confident predictions on the unlabeled pool, as "
+        "new single-label projects train",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "out" / "image_efficiency")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "out" / "cache")
     args = parser.parse_args(argv)
@@ -254,7 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch=args.batch,
         budget=args.budget,
         progress=_progress("simulating"),
+        self_training=args.self_training,
     )
+    if args.self_training:
+        suffix += "-selftrained"
     out = args.work / f"results{suffix}-{args.encoder}"
     sim.write_report(result, out, title=f"Label efficiency: CIFAR-10 subset, {args.encoder}")
     print(sim.to_markdown(result))

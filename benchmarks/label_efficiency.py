@@ -191,6 +191,7 @@ def run_task(
     head_params: dict[str, Any],
     n_clusters: int | None,
     cache_dir: Path,
+    self_training: bool = False,
 ) -> sim.SimulationResult:
     X_pool, X_test = embed_task(task, cache_dir)
     last = [0.0]
@@ -221,6 +222,7 @@ def run_task(
         head_params=head_params,
         n_clusters=n_clusters,
         progress=report,
+        self_training=self_training,
     )
 
 
@@ -297,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also report labels to reach this accuracy (e.g. the random@1500 of another setup)",
     )
     parser.add_argument("--tag", default="", help="suffix of the output folder of this run")
+    parser.add_argument(
+        "--self-training",
+        action="store_true",
+        help="every model also learns from its confident predictions on the unlabeled pool, as "
+        "new single-label projects train",
+    )
     args = parser.parse_args(argv)
 
     head_params: dict[str, Any] = {}
@@ -327,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             head_params=head_params,
             n_clusters=args.clusters,
             cache_dir=args.cache_dir,
+            self_training=args.self_training,
         )
         out = args.out / (name + (f"-{args.tag}" if args.tag else ""))
         sim.write_report(result, out, title=f"Label efficiency: {task.description}")

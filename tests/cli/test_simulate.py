@@ -162,6 +162,7 @@ def test_simulate_on_a_class_folder_with_a_test_file(
         "4",
         "--cold-start",
         "random",
+        "--self-training",
         "--out",
         out,
         "--cache-dir",
@@ -170,6 +171,7 @@ def test_simulate_on_a_class_folder_with_a_test_file(
     assert code == 0, output
     markdown = (out / "results.md").read_text()
     assert "32 pool items, 16 test items (test set), 2 classes" in markdown
+    assert "linear head, self-trained on the unlabeled pool" in markdown
     assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
 
 

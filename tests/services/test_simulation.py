@@ -162,6 +162,40 @@ def test_margin_beats_random_where_only_the_boundary_matters() -> None:
     assert headline is not None and headline.complete
 
 
+def test_self_training_replays_a_self_training_project() -> None:
+    # three classes around their own axes on the unit sphere (like sentence embeddings): with a
+    # handful of labels the boundary is left to chance, and the unlabeled bulk fixes it
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 1200)
+    X = rng.normal(size=(1200, 30))
+    X[np.arange(1200), y] += 2.5
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    runs = {
+        flag: simulate(
+            X[:800],
+            y[:800],
+            X[800:],
+            y[800:],
+            strategies=["margin"],
+            seeds=[0, 1],
+            n_classes=3,
+            initial=6,
+            batch=6,
+            budget=24,
+            cold_start="random",
+            self_training=flag,
+        )
+        for flag in (False, True)
+    }
+    plain, trained = (runs[flag].accuracy[0] for flag in (False, True))
+    # the same seed set, so the first models differ only by the self-training
+    assert (trained[:, 0] > plain[:, 0] + 0.05).all(), (trained[:, 0], plain[:, 0])
+    assert (runs[True].aulc("margin").values > runs[False].aulc("margin").values).all()
+    assert runs[True].self_training and not runs[False].self_training
+    assert "self-trained on the unlabeled pool" in to_markdown(runs[True])
+    assert "self-trained" not in to_markdown(runs[False])
+
+
 def test_custom_strategy_instances_run_under_their_label() -> None:
     class FirstUnlabeled(QueryStrategy):
         name = "first_unlabeled"

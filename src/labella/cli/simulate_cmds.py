@@ -74,6 +74,15 @@ def simulate(
         int | None,
         typer.Option(help="k-means clusters for cluster-aware strategies (default: as projects)"),
     ] = None,
+    self_training: Annotated[
+        bool,
+        typer.Option(
+            "--self-training/--no-self-training",
+            help="Replay a project's self-training: each model also learns from its confident "
+            "predictions on the unlabeled pool (as new single-label projects train; several "
+            "times slower per step)",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Folder for the results")] = Path("simulation"),
     cache_dir: Annotated[
         Path | None,
@@ -155,6 +164,7 @@ def simulate(
             cold_start=cold_start,
             n_clusters=clusters,
             progress=lambda done, total: progress.update(stepping, completed=done, total=total),
+            self_training=self_training,
         )
     files = sim.write_report(result, out, title=f"Simulation on {data.name}")
     _print_table(console, result)

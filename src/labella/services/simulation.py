@@ -146,6 +146,7 @@ class SimulationResult:
     n_clusters: int | None
     test_source: str
     seconds: np.ndarray = field(repr=False)
+    self_training: bool = False
 
     def index_of(self, strategy: str) -> int:
         try:
@@ -239,6 +240,7 @@ def simulate(
     clusters: np.ndarray | None = None,
     n_clusters: int | None = None,
     progress: ProgressCallback | None = None,
+    self_training: bool = False,
 ) -> SimulationResult:
     """Run the pool-based loop with an oracle for every strategy and seed.
 
@@ -257,6 +259,9 @@ def simulate(
             :func:`labella.strategies.fit_clusters` with ``n_clusters`` is run once
             (when a strategy needs clusters) and reused by every strategy and seed.
         progress: ``progress(done, total)`` over fitted models.
+        self_training: each model also learns from its confident predictions on the unlabeled
+            rest of the pool, as a project with ``self_training`` trains (and ranks with them);
+            each step then fits the head ``1 + rounds`` times on up to 20,000 more rows.
 
     Raises:
         InvalidInput: inconsistent arrays, unknown or unsupported strategies, fewer than two
@@ -345,6 +350,7 @@ def simulate(
                 clusters=clusters,
                 rng=rng,
                 on_step=tick,
+                self_training=self_training,
             )
             acc[s, k] = curve
             seconds[s, k] = time.perf_counter() - started
@@ -367,6 +373,7 @@ def simulate(
         n_clusters=used_clusters,
         test_source=test_source,
         seconds=seconds,
+        self_training=self_training,
     )
 
 
@@ -384,13 +391,18 @@ def run_loop(
     rng: np.random.Generator,
     on_step: Callable[[], None] | None = None,
     on_pick: Callable[[np.ndarray], None] | None = None,
+    self_training: bool = False,
 ) -> np.ndarray:
     """One learning curve: test accuracy after each label count in ``schedule``.
 
     The oracle is ``y_pool``: a queried item's label is simply revealed. ``on_pick`` sees each
     batch of pool indices the strategy picked, in order (e.g. to train another learner on the
-    same labels later).
+    same labels later). With ``self_training`` each model also learns from its confident
+    predictions on the still unlabeled pool, as a project's training does
+    (:class:`labella.learners.self_training.SelfTrainedHead`), and ranks with them.
     """
+    from labella.learners.self_training import SelfTrainedHead, sample_rows
+
     labeled = np.zeros(X_pool.shape[0], dtype=bool)
     labeled[seed_set] = True
     curve = np.zeros(len(schedule), dtype=np.float64)
@@ -413,7 +425,11 @@ def run_loop(
             labeled[picked] = True
             if on_pick is not None:
                 on_pick(picked)
-        model = make_model().fit(X_pool[labeled], y_pool[labeled])
+        if self_training:
+            unlabeled = X_pool[sample_rows(np.flatnonzero(~labeled), random_state=int(n_target))]
+            model = SelfTrainedHead(make_model, unlabeled).fit(X_pool[labeled], y_pool[labeled])
+        else:
+            model = make_model().fit(X_pool[labeled], y_pool[labeled])
         curve[t] = accuracy(model, X_test, y_test)
         if on_step is not None:
             on_step()
@@ -620,6 +636,8 @@ def describe(result: SimulationResult) -> str:
     """One paragraph saying what was simulated."""
     params = ", ".join(f"{k}={v}" for k, v in sorted(result.head_params.items()))
     head = f"{result.head} head" + (f" ({params})" if params else "")
+    if result.self_training:
+        head += ", self-trained on the unlabeled pool"
     clusters = f", {result.n_clusters} clusters" if result.n_clusters else ""
     return (
         f"{result.n_pool:,} pool items, {result.n_test:,} test items ({result.test_source}), "
