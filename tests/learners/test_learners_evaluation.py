@@ -100,9 +100,17 @@ def test_cross_validation_is_metrics_of_out_of_fold_predictions(make_blobs: Any)
     X, y = make_blobs(12, 3, spread=2.5, seed=20)
     names = ["a", "b", "c"]
 
+    folds_done: list[tuple[int, int]] = []
     metrics = cross_validated_metrics(
-        lambda: LinearHead(n_classes=3), X, y, n_classes=3, random_state=7, class_names=names
+        lambda: LinearHead(n_classes=3),
+        X,
+        y,
+        n_classes=3,
+        random_state=7,
+        class_names=names,
+        on_fold=lambda done, total: folds_done.append((done, total)),
     )
+    assert folds_done == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
 
     # The same folds, fitted by hand.
     fold_of = stratified_folds(y, 5, np.random.default_rng(7))

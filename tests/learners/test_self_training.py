@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,18 @@ def test_zero_rounds_or_no_unlabeled_rows_is_the_plain_head() -> None:
     ):
         assert trained.n_pseudo_labels_ == 0
         np.testing.assert_array_equal(trained.predict_proba(X[60:]), plain)
+
+
+def _recorder(seen: list[tuple[int, int]]) -> Callable[[int, int], None]:
+    return lambda done, total: seen.append((done, total))
+
+
+def test_progress_is_reported_after_the_first_fit_and_each_round() -> None:
+    X, y = three_blobs(0, n=300)
+    for unlabeled, expected in ((X[60:], [1, 2, 3, 4]), (X[:0], [1, 4])):
+        seen: list[tuple[int, int]] = []
+        SelfTrainedHead(linear, unlabeled, on_round=_recorder(seen)).fit(X[:60], y[:60])
+        assert seen == [(done, 4) for done in expected]
 
 
 def test_the_final_head_is_a_plain_head_that_learns_online() -> None:

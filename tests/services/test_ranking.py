@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert, select
 
-from labella.services.ranking import _write_priorities, select_queue
+from labella.services.ranking import select_queue, write_priorities
 from labella.storage.db import Database
 from labella.storage.models import Item
 from labella.strategies import PoolView, get_strategy
@@ -88,13 +88,13 @@ def _queue(db: Database, project_id: int) -> dict[int, tuple[float, str]]:
 def test_a_ranking_replaces_the_whole_queue(db: Database, make_project: Any) -> None:
     project = make_project()
     ids = _items(db, project.id, 12)
-    _write_priorities(db, project.id, np.asarray(ids[:6]), [f"old {i}" for i in range(6)])
+    write_priorities(db, project.id, np.asarray(ids[:6]), [f"old {i}" for i in range(6)])
     new = [ids[8], ids[2], ids[0], ids[11]]
-    _write_priorities(db, project.id, np.asarray(new), [f"new {i}" for i in range(4)])
+    write_priorities(db, project.id, np.asarray(new), [f"new {i}" for i in range(4)])
     assert _queue(db, project.id) == {
         item_id: (float(4 - rank), f"new {rank}") for rank, item_id in enumerate(new)
     }
-    _write_priorities(db, project.id, np.empty(0, dtype=np.int64), [])
+    write_priorities(db, project.id, np.empty(0, dtype=np.int64), [])
     assert _queue(db, project.id) == {}
 
 
@@ -104,11 +104,11 @@ def test_an_online_update_rewrites_only_the_top_of_the_queue(
     project = make_project()
     ids = _items(db, project.id, 20)
     old = ids[:10]  # priorities 10 (ids[0]) .. 1 (ids[9])
-    _write_priorities(db, project.id, np.asarray(old), [f"old {i}" for i in range(10)])
+    write_priorities(db, project.id, np.asarray(old), [f"old {i}" for i in range(10)])
     # the new top 3: one from the old top, two from the old tail and outside the old queue;
     # ids[1] (old top) moves down to place 6, ids[2] (old top) leaves the ranking
     new = [ids[15], ids[0], ids[8], ids[12], ids[13], ids[1], ids[16], ids[17], ids[18], ids[19]]
-    _write_priorities(db, project.id, np.asarray(new), [f"new {i}" for i in range(10)], top=3)
+    write_priorities(db, project.id, np.asarray(new), [f"new {i}" for i in range(10)], top=3)
 
     queue = _queue(db, project.id)
     fresh = {item_id for item_id, (priority, _) in queue.items() if priority > 7}

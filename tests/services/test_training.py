@@ -694,6 +694,27 @@ def test_self_training_learns_from_unlabeled_items_but_not_the_evaluation_sample
     assert correct / len(on) > 0.8
 
 
+def test_a_self_training_reports_progress_within_its_long_stages(
+    db: Database, settings: Settings, worker: Worker, topics: Callable[..., TopicProject]
+) -> None:
+    corpus = encoded(worker, topics())
+    corpus.label_first(3)
+    seen: list[tuple[int, str]] = []
+
+    def record(done: int, total: int, message: str | None = None, *, force: bool = False) -> None:
+        seen.append((round(100 * done / total), message or ""))
+
+    training.train_project(db, settings, corpus.id, progress=record)
+    evaluating = [pct for pct, message in seen if "each fold self-training on" in message]
+    fitting = [pct for pct, message in seen if message.startswith("training the linear head")]
+    # the stage's start, then one report per fold (5) and per fit (first fit + 3 rounds)
+    assert len(evaluating) == 1 + 5 and evaluating == sorted(evaluating)
+    assert len(fitting) == 1 + 4 and fitting == sorted(fitting)
+    assert "self-training on" in next(m for _, m in seen if m.startswith("training the"))
+    assert evaluating[-1] <= fitting[0] and fitting[-1] < 100
+    assert [pct for pct, _ in seen] == sorted(pct for pct, _ in seen)
+
+
 def test_multi_label_projects_train_without_self_training(
     db: Database, worker: Worker, topics: Callable[..., TopicProject]
 ) -> None:

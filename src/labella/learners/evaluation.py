@@ -33,9 +33,11 @@ def cross_validated_metrics(
     random_state: int = 0,
     class_names: Sequence[str] | None = None,
     tune_thresholds: bool = False,
+    on_fold: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of out-of-fold predictions: each label is predicted by a head (from
-    ``make_head()``) trained on the other folds.
+    ``make_head()``) trained on the other folds. ``on_fold(done, n_folds)`` is called after each
+    fold, for progress (a fold can take seconds when the head self-trains).
 
     With ``tune_thresholds`` (multi-label), each class's decision threshold is the one that
     maximises its F1 on the out-of-fold probabilities (returned as ``thresholds``, for the head
@@ -70,6 +72,8 @@ def cross_validated_metrics(
         head = make_head()
         head.fit(X_checked[~held_out], labels[~held_out])
         proba[held_out] = head.predict_proba(X_checked[held_out])
+        if on_fold is not None:
+            on_fold(fold + 1, n_folds)
 
     thresholds = None
     if multi_label:

@@ -61,6 +61,8 @@ class SelfTrainedHead:
     A thin wrapper with the head's ``fit``/``predict_proba``/``predict``, so that cross-validation
     can evaluate the whole procedure (each fold self-trains on the same unlabeled rows, never on
     the held-out labels). ``head_`` is the final head, a plain head to store and update online.
+    ``on_round(done, rounds + 1)`` is called after the first fit and after each round, for
+    progress: a round fits on up to 20,000 rows and takes seconds.
     """
 
     head_: Head
@@ -73,6 +75,7 @@ class SelfTrainedHead:
         *,
         rounds: int = DEFAULT_ROUNDS,
         fraction: float = DEFAULT_FRACTION,
+        on_round: Callable[[int, int], None] | None = None,
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
             raise ValueError(f"rounds must be a whole number >= 0, got {rounds!r}")
@@ -87,6 +90,11 @@ class SelfTrainedHead:
         self.unlabeled = unlabeled
         self.rounds = rounds
         self.fraction = fraction
+        self.on_round = on_round
+
+    def _report(self, done: int) -> None:
+        if self.on_round is not None:
+            self.on_round(done, self.rounds + 1)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> SelfTrainedHead:
         X = np.asarray(X)
@@ -94,9 +102,10 @@ class SelfTrainedHead:
         head = self.make_head().fit(X, y)
         if head.multi_label:
             raise ValueError("self-training applies to single-label heads only")
+        self._report(1)
         n_pseudo = 0
         if len(self.unlabeled):
-            for _ in range(self.rounds):
+            for done in range(2, self.rounds + 2):
                 proba = head.predict_proba(self.unlabeled)
                 rows = confident_by_class(proba, fraction=self.fraction)
                 n_pseudo = len(rows)
@@ -104,6 +113,9 @@ class SelfTrainedHead:
                     np.concatenate([X, self.unlabeled[rows].astype(X.dtype, copy=False)]),
                     np.concatenate([y, proba[rows].argmax(axis=1).astype(y.dtype, copy=False)]),
                 )
+                self._report(done)
+        else:
+            self._report(self.rounds + 1)
         self.head_ = head
         self.n_pseudo_labels_ = n_pseudo
         return self

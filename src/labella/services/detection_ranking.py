@@ -30,7 +30,7 @@ from sqlalchemy import and_, func, select
 
 from labella.config import Settings
 from labella.errors import InvalidInput
-from labella.services.ranking import RankResult, _load_pool, _write_priorities, project_clusters
+from labella.services.ranking import RankResult, load_pool, project_clusters, write_priorities
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import Item, ItemStatus, ModelVersion, Prediction, ProjectKind
@@ -105,7 +105,7 @@ def rank_detection_project(
     reasons = [
         _reason(strategy, images.boxes[i], class_names, clusters, int(i), n_clusters) for i in picks
     ]
-    _write_priorities(db, project_id, images.item_ids[picks], reasons)
+    write_priorities(db, project_id, images.item_ids[picks], reasons)
     return RankResult(
         n_items=images.n_items,
         n_ranked=len(picks),
@@ -193,7 +193,7 @@ def _image_clusters(
     without an embedding share one extra cluster. None (with a note) when nothing is embedded."""
     if not images.embedded_any:
         return None, "no image embeddings yet: ranked by box uncertainty alone"
-    embedded = _load_pool(db, settings, project_id, encoder)
+    embedded = load_pool(db, settings, project_id, encoder)
     if embedded.item_ids.size == 0:
         return None, "no image embeddings yet: ranked by box uncertainty alone"
     fitted = project_clusters(settings, project_id, embedded.item_ids, embedded.embeddings)

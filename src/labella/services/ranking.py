@@ -41,7 +41,7 @@ PROJECT_CLUSTERS = 100
 """Clusters fitted once per project (fewer for small projects)."""
 PRELABEL_REFRESH = 500
 """The top of the queue an online update rewrites: these places' items and their predictions
-(the prelabels); the rest of the queue waits for the next full training (``_write_priorities``)."""
+(the prelabels); the rest of the queue waits for the next full training (``write_priorities``)."""
 ENSEMBLE_SIZE = 5
 """Bootstrap heads whose disagreement stands in for posterior samples (BALD)."""
 # Strategies that read the project's clusters when given (they would cluster on every query else).
@@ -94,7 +94,7 @@ def request_ranking(db: Database, project_id: int, *, actor: str = "system") -> 
 
 
 @dataclass
-class _Pool:
+class Pool:
     item_ids: np.ndarray
     labeled: np.ndarray
     embeddings: np.ndarray
@@ -148,7 +148,7 @@ class _VectorMemo:
 VECTOR_MEMO = _VectorMemo()
 
 
-def _load_pool(db: Database, settings: Settings, project_id: int, encoder: str) -> _Pool:
+def load_pool(db: Database, settings: Settings, project_id: int, encoder: str) -> Pool:
     """The embedded items, which of them are labeled (any status but unlabeled), and their
     vectors: two aggregate/index reads when the vectors are in memory already."""
     with db.reader() as session:
@@ -182,10 +182,10 @@ def _load_pool(db: Database, settings: Settings, project_id: int, encoder: str) 
     if vectors is None:
         vectors = _read_vectors(db, settings, project_id, encoder)
         if vectors is None:  # some vectors were lost; they are being encoded again
-            return _load_pool(db, settings, project_id, encoder)
+            return load_pool(db, settings, project_id, encoder)
         VECTOR_MEMO.put(key, fingerprint, vectors)
     labeled = np.isin(vectors.item_ids, decided, assume_unique=True)
-    return _Pool(
+    return Pool(
         item_ids=vectors.item_ids,
         labeled=labeled,
         embeddings=vectors.embeddings,
@@ -489,12 +489,12 @@ def rank_project(
     version = model_version.version if model_version is not None else 0
     seed = settings.random_seed + version + seed_offset
     rng = np.random.default_rng(seed)
-    pool_data = _load_pool(db, settings, project_id, project.encoder)
+    pool_data = load_pool(db, settings, project_id, project.encoder)
     strategy, cold_start, note = _choose_strategy(
         project, model_version is not None, project.multi_label
     )
     if pool_data.labeled.all():
-        _write_priorities(db, project_id, np.empty(0, dtype=np.int64), [])
+        write_priorities(db, project_id, np.empty(0, dtype=np.int64), [])
         return RankResult(
             n_items=pool_data.n_items,
             n_ranked=0,
@@ -538,7 +538,7 @@ def rank_project(
         picks = farthest_first(pool_data.embeddings, picks)
     n_clusters = int(clusters.max()) + 1 if clusters is not None and clusters.size else 0
     reasons = _reasons(strategy, pool, picks, class_names=class_names, n_clusters=n_clusters)
-    _write_priorities(
+    write_priorities(
         db,
         project_id,
         pool_data.item_ids[picks],
@@ -635,7 +635,7 @@ def _needs(strategy: Any) -> set[str]:
     return needs
 
 
-def _write_priorities(
+def write_priorities(
     db: Database,
     project_id: int,
     item_ids: np.ndarray,

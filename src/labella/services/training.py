@@ -698,9 +698,9 @@ def self_training_pool(db: Database, settings: Settings, project: Project) -> np
     sample is left out even while unlabeled: it measures the model, so the model must not have
     fitted anything to it, not even its own guesses."""
     from labella.learners.self_training import sample_rows
-    from labella.services.ranking import _load_pool
+    from labella.services.ranking import load_pool
 
-    pool = _load_pool(db, settings, project.id, project.encoder)
+    pool = load_pool(db, settings, project.id, project.encoder)
     with db.reader() as session:
         eval_ids = session.scalars(
             select(Item.id).where(Item.project_id == project.id, Item.eval_sample.is_(True))
@@ -736,12 +736,18 @@ def _fit_model(
             project.head, n_classes=n_classes, multi_label=project.multi_label, random_state=seed
         )
 
-    def new_head() -> Any:
+    def new_head(on_round: Callable[[int, int], None] | None = None) -> Any:
         if unlabeled is None:
             return plain_head()
-        return SelfTrainedHead(plain_head, unlabeled)
+        return SelfTrainedHead(plain_head, unlabeled, on_round=on_round)
 
-    stages.begin("evaluate", f"cross-validating on {rows.n_usable} labels")
+    # self-training makes each fold, and the final fit, several fits on up to 20,000 rows: the
+    # messages say so and the progress moves within them, so a long stage does not look stuck
+    also = "" if unlabeled is None else f", self-training on {len(unlabeled):,} unlabeled items"
+    evaluating = f"cross-validating on {rows.n_usable} labels"
+    if unlabeled is not None:
+        evaluating += f" (each fold self-training on {len(unlabeled):,} unlabeled items)"
+    stages.begin("evaluate", evaluating)
     started = time.perf_counter()
     metrics = dict(
         cross_validated_metrics(
@@ -754,13 +760,14 @@ def _fit_model(
             random_state=seed,
             class_names=rows.class_names,
             tune_thresholds=project.multi_label,
+            on_fold=stages.within("evaluate", evaluating),
         )
     )
     cv_seconds = time.perf_counter() - started
-    also = "" if unlabeled is None else f", self-training on {len(unlabeled)} unlabeled items"
-    stages.begin("fit", f"training the {project.head} head on {rows.n_usable} labels{also}")
+    fitting = f"training the {project.head} head on {rows.n_usable} labels{also}"
+    stages.begin("fit", fitting)
     started = time.perf_counter()
-    head = new_head().fit(X, y)
+    head = new_head(on_round=stages.within("fit", fitting)).fit(X, y)
     if isinstance(head, SelfTrainedHead):
         metrics["self_training"] = {
             "pseudo_labels": head.n_pseudo_labels_,
