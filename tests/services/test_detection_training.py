@@ -16,14 +16,16 @@ from labella.config import Settings
 from labella.errors import InvalidInput, NotReady
 from labella.jobs import queue
 from labella.jobs.worker import Lane, Worker
-from labella.services import training
+from labella.services import detection_training, training
 from labella.services.detection_import import import_folder
 from labella.services.detection_training import (
     BIASED,
     EVAL_SAMPLE,
     TRAIN_DETECTOR_JOB,
+    detector_dir,
     enqueue_detector_training,
     load_version_detector,
+    prune_detector_weights,
     request_detector_training,
 )
 from labella.storage import repositories as repo
@@ -250,3 +252,30 @@ def test_a_bad_detector_setting_fails_the_job_with_its_reason(
     assert failed.error is not None
     assert failed.error.startswith("the detector cannot train: input_size must be a multiple")
     assert versions(db, shapes_project.id) == []
+
+
+def test_prune_keeps_the_newest_weights_and_logs_a_folder_it_cannot_delete(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.detector_versions_kept = 2
+    folders = {v: detector_dir(settings, 7, v) for v in (1, 2, 3, 4)}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "weights.pt").write_bytes(b"w")
+    stuck = folders[1]
+    real_rmtree = detection_training.shutil.rmtree
+
+    def rmtree_failing_on_stuck(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == stuck:  # e.g. a file held open on Windows, or a read-only mount
+            raise PermissionError(13, "Permission denied", str(path))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(detection_training.shutil, "rmtree", rmtree_failing_on_stuck)
+    with caplog.at_level("WARNING", logger=detection_training.__name__):
+        assert prune_detector_weights(settings, 7, newest=4) == [2]
+    assert [folders[v].is_dir() for v in (1, 2, 3, 4)] == [True, False, True, True]
+    assert f"could not delete {stuck}" in caplog.text and "Permission denied" in caplog.text
+
+    monkeypatch.setattr(detection_training.shutil, "rmtree", real_rmtree)
+    assert prune_detector_weights(settings, 7, newest=4) == [1]  # the next prune retries it
+    assert not stuck.exists()

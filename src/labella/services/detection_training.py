@@ -320,13 +320,20 @@ def prune_detector_weights(settings: Settings, project_id: int, newest: int) -> 
     Only the newest version's detector is ever loaded again (to predict new images and to start
     the next training from); the older ones' metrics and predictions live in the database, so
     their weights would only fill the disk. A version whose weights are gone says so when loaded
-    (:func:`load_version_detector`)."""
+    (:func:`load_version_detector`). A folder that cannot be deleted is logged and left for the
+    next training's prune; it is not among the returned versions."""
     keep_from = newest - settings.detector_versions_kept + 1
     removed = []
     for path in (settings.models_dir / f"project-{project_id}").glob("v*-detector"):
         match = re.fullmatch(r"v(\d+)-detector", path.name)
         if match is not None and int(match.group(1)) < keep_from and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                # the training succeeded; old weights that cannot go yet are tried again after
+                # the next one, and the log says which and why
+                log.warning("project %s: could not delete %s: %s", project_id, path, exc)
+                continue
             removed.append(int(match.group(1)))
     return sorted(removed)
 
