@@ -44,6 +44,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -185,6 +186,36 @@ def calibration_draws(
     return results
 
 
+def show_confident_errors(
+    name: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    pool_rows: np.ndarray,
+    task: Any,
+    limit: int,
+) -> None:
+    """The precision of the ``k`` rows the model is surest of, for a few ``k``, and the
+    ``limit`` surest rows whose prediction disagrees with the data set's label (to read whether
+    the label or the model is wrong)."""
+    order = np.argsort(-probs.max(axis=1), kind="stable")
+    predicted = probs.argmax(axis=1)
+    correct = (predicted == y)[order]
+    tops = [k for k in (500, 1000, 2000, 4000, len(y) // 2) if k <= len(y)]
+    shares = ", ".join(
+        f"top {k:,} ({k / len(y):.0%}): {np.mean(correct[:k]):.1%}" for k in sorted(set(tops))
+    )
+    print(f"\n{name}: precision of the surest rows: {shares}")
+    classes = task.pool.classes
+    wrong = [row for row in order if predicted[row] != y[row]][:limit]
+    for rank, row in enumerate(wrong, start=1):
+        position = int(np.flatnonzero(order == row)[0]) + 1
+        text = " ".join(task.pool.texts[pool_rows[row]].split())[:160]
+        print(
+            f"  {rank}. #{position} of {len(y):,} by confidence ({probs[row].max():.3f}): "
+            f"label {classes[y[row]]!r}, model {classes[predicted[row]]!r}: {text}"
+        )
+
+
 def fmt(values: list[float | None], pct: bool = True) -> str:
     real = [v for v in values if v is not None]
     if not real:
@@ -224,6 +255,14 @@ def main() -> int:
         default="",
         help="comma-separated sizes of a calibration sample drawn from the rest (20 draws each), "
         "beside the evaluation sample",
+    )
+    parser.add_argument(
+        "--show-errors",
+        type=int,
+        default=0,
+        help="print the N most confident auto-label candidates whose prediction disagrees with "
+        "the data set's label, and the precision of the confidence ranking's top rows: how much "
+        "of the shortfall at 98%% is label noise",
     )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -292,6 +331,10 @@ def main() -> int:
                     float(np.mean(probs_rest.argmax(1) == y[rest]))
                 )
                 probs_eval = head.predict_proba(features[in_eval])  # type: ignore[attr-defined]
+                if args.show_errors:
+                    show_confident_errors(
+                        name, probs_rest, y[rest], np.flatnonzero(rest), task, args.show_errors
+                    )
                 for target in TARGETS:
                     rows.setdefault((name, target), []).append(
                         flush(probs_eval, y[in_eval], probs_rest, y[rest], target)
