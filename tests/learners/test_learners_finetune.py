@@ -309,6 +309,12 @@ def test_an_ensemble_fits_members_with_spaced_seeds_and_joins_their_vectors(
     assert second.random_state == 100
     assert np.abs(second.encode(TEST_TEXTS) - first.encode(TEST_TEXTS)).max() > 1e-3
     assert float((pair.predict(TEST_TEXTS) == TEST_LABELS).mean()) >= 0.8
+    # the joined head learned the vectors encode() gives the training texts (the members' own,
+    # kept from their fit rather than encoded twice)
+    refit = make_head("linear", n_classes=len(pair.classes_), random_state=0)
+    refit.fit(pair.encode(TEXTS), np.searchsorted(pair.classes_, LABELS))
+    np.testing.assert_allclose(pair.head_.coef_, refit.coef_, atol=1e-4)
+    assert all(list(m.classes_) == list(range(len(pair.classes_))) for m in pair.members_)
     loaded = TextFineTuner.load(pair.save(tmp_path / "pair"))
     assert isinstance(loaded, ClassifierFineTuner)
     assert loaded.n_members == 2 and loaded.dim_ == 768

@@ -253,6 +253,19 @@ class TextFineTuner:
         classes, indices = self._check_labels(texts, y, n_classes)
         if self.n_members > 1:
             return self._fit_members(texts, indices, classes, progress, started)
+        self._fit_one(texts, indices, classes, progress, started)
+        return self
+
+    def _fit_one(
+        self,
+        texts: list[str],
+        indices: np.ndarray,
+        classes: np.ndarray,
+        progress: ProgressCallback | None,
+        started: float,
+    ) -> np.ndarray:
+        """Fit one encoder and its head; the fine-tuned embeddings of ``texts``, which a
+        several-member learner reuses for its own head instead of encoding them again."""
         rng = np.random.default_rng(self.random_state)
         self._prepare(indices, rng)
         torch_seed = int(rng.integers(2**62))
@@ -282,7 +295,7 @@ class TextFineTuner:
         self.dim_ = int(model.get_embedding_dimension())
         self.train_losses_ = losses
         self.fit_seconds_ = time.perf_counter() - started
-        return self
+        return embeddings
 
     def _fit_members(
         self,
@@ -295,6 +308,7 @@ class TextFineTuner:
         """Fit ``n_members`` one-member learners, then the head on their vectors side by side."""
         k = self.n_members
         members: list[TextFineTuner] = []
+        vectors: list[np.ndarray] = []
         for j in range(k):
             seed = (
                 None if self.random_state is None else self.random_state + _MEMBER_SEED_STRIDE * j
@@ -305,7 +319,10 @@ class TextFineTuner:
                 if progress is not None:
                     progress(j * total + done, k * total)
 
-            members.append(member.fit(texts, indices, n_classes=len(classes), progress=report))
+            # each member indexes the classes (the learner's own are the labels)
+            positions = np.arange(len(classes))
+            vectors.append(member._fit_one(texts, indices, positions, report, time.perf_counter()))
+            members.append(member)
         self.members_ = members
         self.dim_ = sum(m.dim_ for m in members)
         head = make_head(
@@ -315,7 +332,7 @@ class TextFineTuner:
             random_state=self.random_state,
             **self.head_params,
         )
-        head.fit(_side_by_side([m.encode(texts) for m in members]), indices)
+        head.fit(_side_by_side(vectors), indices)
         self.head_ = head
         self.classes_ = classes
         self.n_steps_ = sum(m.n_steps_ for m in members)
