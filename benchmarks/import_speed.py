@@ -17,6 +17,12 @@ import rate on the same kind of machine (``LABEL_STUDIO_TASKS_PER_S``). A furthe
 ``tracemalloc`` reports the peak Python memory of one import next to the file's size, to show that
 memory stays bounded by a chunk plus the hash set rather than growing with the file.
 
+A last scenario (SQLite) imports a small file (``--small-rows`` new texts plus a tenth as many
+that the project already holds) into a project that holds the ``--rows`` texts: the duplicate
+check looks up only the file's hashes, by index. Its baseline, measured in the same run on the
+same project, is what the check did until 2026-11-24 before reading the first row: load every
+hash of the project into memory.
+
     python benchmarks/import_speed.py
     python benchmarks/import_speed.py --database-url postgresql+psycopg://user@host:port/db
 """
@@ -34,15 +40,21 @@ import tempfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from sqlalchemy import select
 
 from labella.config import Settings
 from labella.services import projects as project_service
 from labella.services.importing import ImportReport, import_file
 from labella.storage.db import Database
 from labella.storage.migrate import upgrade_database
+from labella.storage.models import Item
+
+T = TypeVar("T")
 
 TARGET_ROWS_PER_S = 16_000  # the import issue: "at least 16,000 rows/s on 100k short texts"
 # Label Studio's import rate measured on these machines, as recorded with the import issue
@@ -58,7 +70,9 @@ WORDS = [
 ]
 
 
-def write_synthetic_csv(path: Path, *, rows: int, labelled_every: int, seed: int) -> None:
+def write_synthetic_csv(
+    path: Path, *, rows: int, labelled_every: int, seed: int, first_number: int = 0
+) -> None:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(8, 15, size=rows)
     words = rng.integers(0, len(WORDS), size=int(lengths.sum()))
@@ -69,7 +83,7 @@ def write_synthetic_csv(path: Path, *, rows: int, labelled_every: int, seed: int
         start = 0
         for i in range(rows):
             n = int(lengths[i])
-            text = " ".join(WORDS[w] for w in words[start : start + n]) + f" #{i}"
+            text = " ".join(WORDS[w] for w in words[start : start + n]) + f" #{first_number + i}"
             start += n
             if labelled_every:
                 label = CLASSES[labels[i]] if i % labelled_every == 0 else ""
@@ -143,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--database-url", default=None, help="also measure on this PostgreSQL")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
+    parser.add_argument("--small-rows", type=int, default=1_000, help="new rows, small import")
     args = parser.parse_args()
 
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
@@ -194,6 +209,72 @@ def main() -> None:
                 f"peak Python memory of one import (tracemalloc, sqlite, 10% labelled): "
                 f"{peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB file of {args.rows:,} rows"
             )
+        small_into_large(workdir, files["unlabelled"], rows=args.small_rows, seed=args.seed)
+
+
+def small_into_large(workdir: Path, large: Path, *, rows: int, seed: int) -> None:
+    """A small import into a large project against loading the project's hashes (the check
+    before 2026-11-24): wall time and peak Python memory of each, on the same project. Time and
+    memory come from separate runs (tracemalloc slows allocation-heavy code most): two small
+    files of new texts, each with the same texts the project holds."""
+    settings, db = fresh_database(None, workdir)
+    try:
+        project_id = import_once(settings, db, large).project_id
+        held = [line.split(",", 1)[0] for line in large.read_text("utf-8").splitlines()[1:]]
+        smalls = []
+        for run in (1, 2):
+            small = workdir / f"small{run}.csv"
+            first = len(held) + (run - 1) * rows
+            write_synthetic_csv(
+                small, rows=rows, labelled_every=0, seed=seed + run, first_number=first
+            )
+            with small.open("a", encoding="utf-8") as out:
+                out.writelines(f"{text}\n" for text in held[:: max(1, len(held) * 10 // rows)])
+            smalls.append(small)
+
+        def small_import(path: Path) -> ImportReport:
+            with path.open("rb") as stream:
+                return import_file(db, settings, project_id, stream, filename=path.name)
+
+        def load_hashes() -> dict[str, int]:
+            with db.reader() as session:
+                query = select(Item.content_hash).where(Item.project_id == project_id)
+                return dict.fromkeys(session.scalars(query), 0)
+
+        report, seconds = timed_call(lambda: small_import(smalls[0]))
+        peak = traced_peak(lambda: small_import(smalls[1]))
+        hashes, load_seconds = timed_call(load_hashes)
+        load_peak = traced_peak(load_hashes)
+    finally:
+        db.dispose()
+    print()
+    print(
+        f"small import into a large project (sqlite): {report.rows:,} rows "
+        f"({report.items_created:,} new, {report.duplicates:,} already there) into {len(hashes):,}"
+    )
+    print(f"  this import, whole:                     {seconds:7.3f} s  {peak / 2**20:6.1f} MiB")
+    print(
+        f"  baseline, the project's hashes loaded:  {load_seconds:7.3f} s  "
+        f"{load_peak / 2**20:6.1f} MiB  ({load_peak / max(peak, 1):.1f}x the memory, "
+        f"{load_seconds / seconds:.2f}x the time of this whole import)"
+    )
+
+
+def timed_call(call: Callable[[], T]) -> tuple[T, float]:
+    gc.collect()
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
+
+
+def traced_peak(call: Callable[[], object]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 if __name__ == "__main__":

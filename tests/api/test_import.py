@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from labella.config import Settings
+from labella.services import importing
 from labella.services.importing import content_hash
 from labella.storage.db import Database
 from labella.storage.models import ImportRecord, Item, Job, Label, LabelValue
@@ -185,6 +186,43 @@ def test_duplicates_within_the_file_and_against_the_project_are_reported_not_dou
         "delta",
         "gamma",
     ]
+
+
+def test_duplicate_check_holds_across_look_up_blocks(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The project's hashes are looked up two rows at a time here (5,000 in use): copies of one
+    # text fall in different blocks, before and after the first copy's block is written.
+    monkeypatch.setattr(importing, "_LOOKUP_BATCH", 2)
+    project = create_project(client)
+    imported(client, project["id"], "a.txt", "alpha\nbeta\n")
+    existing = {i.text: i.id for i in items_of(db, project["id"])}
+    report = imported(
+        client,
+        project["id"],
+        "b.csv",
+        "text,label\ngamma,positive\n  alpha ,\ngamma,\nalpha,\nGAMMA,\nbeta,\ndelta,negative\n"
+        "gamma,\n",
+    )
+    assert (report["rows"], report["items_created"], report["duplicates"]) == (8, 3, 5)
+    assert [
+        (d["line"], d["duplicate_of"], d["first_line"], d["item_id"])
+        for d in report["duplicate_examples"]
+    ] == [
+        (3, "project", None, existing["alpha"]),
+        (4, "file", 2, None),
+        (5, "project", None, existing["alpha"]),
+        (7, "project", None, existing["beta"]),
+        (9, "file", 2, None),
+    ]
+    assert sorted(i.text or "" for i in items_of(db, project["id"])) == [
+        "GAMMA",
+        "alpha",
+        "beta",
+        "delta",
+        "gamma",
+    ]
+    assert report["labels_created"] == 2
 
 
 def test_empty_rows_are_skipped_and_counted(client: TestClient, db: Database) -> None:

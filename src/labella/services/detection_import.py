@@ -395,7 +395,7 @@ def _run(
         settings,
         source.images,
         [None] * len(source.images),
-        images.existing_hashes(db, project.id),
+        images.existing_item_lookup(db, project.id),
         report,
         None,
     )

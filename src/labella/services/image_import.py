@@ -46,7 +46,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,7 +63,7 @@ from labella.services.readers import RecordReader, detect_format
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.media import MediaStore, check_allowed, file_uri, is_within, sha256_hex
-from labella.storage.models import ImportRecord, Item, Project, ProjectKind
+from labella.storage.models import ImportRecord, Project, ProjectKind
 
 ProgressCallback = Callable[[int, int], None]
 ReportT = TypeVar("ReportT", bound="ImageImportReport")
@@ -675,15 +674,21 @@ def _image_project(db: Database, project_id: int) -> Project:
     )
 
 
-def existing_hashes(db: Database, project_id: int) -> dict[str, int]:
-    """The content hash of each item of the project, with its id: an image already there is a
-    duplicate."""
-    with db.reader() as session:
-        return dict(
-            session.execute(
-                select(Item.content_hash, Item.id).where(Item.project_id == project_id)
-            ).all()
-        )
+ExistingItem = Callable[[str], int | None]
+"""The id of the project's item with a content hash, None when the project has none: an image
+already there is a duplicate."""
+
+
+def existing_item_lookup(db: Database, project_id: int) -> ExistingItem:
+    """Look up one image's content hash in the project by index, in a short read of its own: the
+    images are read and thumbnailed with no transaction open, and a small import into a project
+    of a million images should not load a million hashes first."""
+
+    def existing_item(digest: str) -> int | None:
+        with db.reader() as session:
+            return repo.item_ids_by_content_hash(session, project_id, [digest]).get(digest)
+
+    return existing_item
 
 
 def _run(
@@ -715,7 +720,7 @@ def _run(
         settings,
         candidates,
         class_ids,
-        existing_hashes(db, project.id),
+        existing_item_lookup(db, project.id),
         report,
         progress,
         multi_label=project.multi_label,
@@ -728,7 +733,7 @@ def _prepare(
     settings: Settings,
     candidates: list[_Candidate],
     class_ids: list[list[int] | None],
-    existing: dict[str, int],
+    existing: ExistingItem,
     report: ImageImportReport,
     progress: ProgressCallback | None,
     *,
@@ -759,7 +764,7 @@ def _prepare_one(
     store: MediaStore,
     candidate: _Candidate,
     class_ids: list[int] | None,
-    existing: dict[str, int],
+    existing: ExistingItem,
     seen: dict[str, _Row],
     report: ImageImportReport,
     *,
@@ -777,7 +782,8 @@ def _prepare_one(
         first.class_ids = sorted({*first.class_ids, *class_ids})
         report.labels_merged += 1
         return None
-    if digest in existing or first is not None:
+    existing_id = existing(digest) if first is None else None
+    if existing_id is not None or first is not None:
         report.duplicates += 1
         if len(report.duplicate_examples) < MAX_EXAMPLES:
             other_label = (
@@ -788,9 +794,9 @@ def _prepare_one(
             report.duplicate_examples.append(
                 ImageDuplicate(
                     name=candidate.name,
-                    duplicate_of="project" if digest in existing else "file",
+                    duplicate_of="file" if existing_id is None else "project",
                     first_name=None if first is None else first.candidate.name,
-                    item_id=existing.get(digest),
+                    item_id=existing_id,
                     other_label=other_label,
                 )
             )

@@ -2,8 +2,8 @@
 
 The whole import is one unit of work: rows are streamed from the file and written in chunks, and
 any problem, on the first row or the last, rolls everything back, so a failed import leaves the
-project exactly as it was. Memory stays bounded by one chunk plus the set of content hashes the
-duplicate check needs.
+project exactly as it was. Memory stays bounded by one chunk plus the content hashes of the file's
+own rows: the project's items are checked for duplicates a block of rows at a time, by index.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -34,7 +34,13 @@ from sqlalchemy.orm import Session
 
 from labella.config import Settings
 from labella.errors import Conflict, ImportFailed
-from labella.services.readers import ByteSource, CountingReader, RecordReader, detect_format
+from labella.services.readers import (
+    ByteSource,
+    CountingReader,
+    Record,
+    RecordReader,
+    detect_format,
+)
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
@@ -293,13 +299,15 @@ class ChunkWriter:
         self.rng = np.random.default_rng([settings.random_seed, report.import_id])
         self.now: datetime = utcnow()
         self.classes = ClassLookup(project)
-        # hash -> line of this file where it first occurred, 0 for texts already in the project
-        self.seen: dict[str, int] = dict.fromkeys(
-            session.scalars(select(Item.content_hash).where(Item.project_id == project.id)), 0
-        )
+        # hash -> line of this file where it first occurred, 0 for texts already in the project.
+        # Only this file's hashes: the project's are looked up a block of rows at a time, so a
+        # small import into a project of a million items does not load a million hashes.
+        self.seen: dict[str, int] = {}
+        self.project_item_ids: dict[str, int] = {}  # hash -> id, for the project duplicates met
+        # An empty project holds no duplicates: the look-ups (~4 us a row on SQLite) are skipped.
+        self.project_had_items = repo.project_has_items(session, project.id)
         self.items: list[dict[str, Any]] = []
         self.item_labels: list[list[int] | None] = []
-        self.example_hashes: dict[int, str] = {}  # line -> hash, for project duplicates shown
 
     def add_item(self, row: dict[str, Any], class_ids: list[int] | None) -> None:
         """Queue one new item: ``row`` has its ``content_hash`` and ``text`` and/or
@@ -329,7 +337,7 @@ class ChunkWriter:
         report = self.report
         if not isinstance(report, ImportReport):
             raise TypeError("run() needs a text import's ImportReport")
-        seen = self.seen
+        block: list[tuple[Record, str]] = []
         for rec in records:
             report.rows += 1
             text = rec.text
@@ -344,10 +352,30 @@ class ChunkWriter:
                     f"line {rec.line}: the text contains a NUL character",
                     details={"line": rec.line},
                 )
-            digest = hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+            block.append((rec, hashlib.sha256(normalised.encode("utf-8")).hexdigest()))
+            if len(block) >= _LOOKUP_BATCH:
+                self._add_block(block)
+                block = []
+        self._add_block(block)
+        self._flush()
+
+    def _add_block(self, block: list[tuple[Record, str]]) -> None:
+        """Queue a block of hashed rows, in file order, after one look-up of which of them the
+        project already holds."""
+        if not block:
+            return
+        unseen = {digest for _, digest in block if digest not in self.seen}
+        if unseen and self.project_had_items:
+            self.project_item_ids.update(
+                repo.item_ids_by_content_hash(self.session, self.project.id, unseen)
+            )
+        seen = self.seen
+        for rec, digest in block:
             first = seen.get(digest)
+            if first is None and digest in self.project_item_ids:
+                first = seen[digest] = 0
             if first is not None:
-                self._duplicate(rec.line, text, first, digest)
+                self._duplicate(rec.line, rec.text, first, digest)
                 continue
             seen[digest] = rec.line
             class_ids = self.classes.resolve(rec.labels, rec.line) if rec.labels else None
@@ -355,20 +383,18 @@ class ChunkWriter:
                 {
                     "project_id": self.project.id,
                     "external_id": rec.external_id,
-                    "text": text,
+                    "text": rec.text,
                     "meta": rec.meta,
                     "content_hash": digest,
                     "status": ItemStatus.LABELED.value if class_ids else ItemStatus.UNLABELED.value,
                     "embedded": False,
-                    "import_id": report.import_id,
+                    "import_id": self.report.import_id,
                     "created_at": self.now,
                 }
             )
             self.item_labels.append(class_ids)
             if len(self.items) >= self.chunk_rows:
                 self._flush()
-        self._flush()
-        self._resolve_project_duplicates(report)
 
     def _duplicate(self, line: int, text: str, first_line: int, digest: str) -> None:
         report = self.report
@@ -378,14 +404,13 @@ class ChunkWriter:
         if len(report.duplicate_examples) >= MAX_EXAMPLES:
             return
         shown = text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
-        if first_line == 0:
-            self.example_hashes[line] = digest
         report.duplicate_examples.append(
             DuplicateExample(
                 line=line,
                 text=shown,
                 duplicate_of="project" if first_line == 0 else "file",
                 first_line=first_line or None,
+                item_id=self.project_item_ids.get(digest) if first_line == 0 else None,
             )
         )
 
@@ -451,25 +476,6 @@ class ChunkWriter:
         ]
         _insert_rows(self.session, _LABEL_VALUES, values)
         self.report.labels_created += len(rows)
-
-    def _resolve_project_duplicates(self, report: ImportReport) -> None:
-        """Name the existing item each reported project duplicate matches (one small query)."""
-        if not self.example_hashes:
-            return
-        found = dict(
-            self.session.execute(
-                select(Item.content_hash, Item.id).where(
-                    Item.project_id == self.project.id,
-                    Item.content_hash.in_(set(self.example_hashes.values())),
-                    Item.import_id.is_distinct_from(self.report.import_id),
-                )
-            ).all()
-        )
-        examples = report.duplicate_examples
-        for index, example in enumerate(examples):
-            digest = self.example_hashes.get(example.line)
-            if digest is not None and digest in found:
-                examples[index] = replace(example, item_id=found[digest])
 
 
 def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
