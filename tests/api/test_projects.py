@@ -171,3 +171,22 @@ def test_self_training_defaults_by_kind_toggles_and_is_refused_with_its_name(
     assert "boxes" not in [p["name"] for p in client.get("/api/projects").json()]
     bad = client.patch(f"/api/projects/{pid}", json={"self_training": "sometimes"})
     assert bad.status_code == 422 and "self_training" in bad.text
+
+
+def test_class_fields_longer_than_their_columns_are_refused_by_name(client: TestClient) -> None:
+    project = create(client)
+    pid, neg = project["id"], project["classes"][0]["id"]
+    cases = [
+        ("post", f"/api/projects/{pid}/classes", {"name": "n", "color": "#" * 21}, "color"),
+        ("post", f"/api/projects/{pid}/classes", {"name": "n", "shortcut": "k" * 11}, "shortcut"),
+        ("patch", f"/api/projects/{pid}/classes/{neg}", {"name": "x" * 201}, "name"),
+        ("patch", f"/api/projects/{pid}/classes/{neg}", {"color": "c" * 21}, "color"),
+    ]
+    for method, url, body, field in cases:
+        refused = client.request(method, url, json=body)
+        assert 400 <= refused.status_code < 500, (body, refused.text)
+        assert field in refused.json()["detail"], (body, refused.json())
+    again = client.get(f"/api/projects/{pid}").json()
+    assert [(c["name"], c["color"], c["shortcut"]) for c in again["classes"]] == [
+        (c["name"], c["color"], c["shortcut"]) for c in project["classes"]
+    ]

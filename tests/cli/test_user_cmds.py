@@ -92,6 +92,14 @@ def test_users_tokens_and_members(data_dir: Path) -> None:
         (("user", "create", "bad name", "--password-stdin"), PASSWORD, "not allowed"),
         (("token", "create", "nobody", "--name", "x"), None, "error: no user named 'nobody'"),
         (("token", "revoke", "999"), None, "error: token 999 does not exist"),
+        # ids no row can have: the database drivers raise on them if asked
+        (("token", "revoke", "9" * 30), None, f"error: token {'9' * 30} does not exist"),
+        (("member", "list", "9" * 30), None, f"error: no project named '{'9' * 30}'"),
+        (
+            ("project", "create", "big", "--classes", "a,b", "--retrain-every", "9" * 30),
+            None,
+            "error: retrain_every must be between 1 and 2147483647 labels",
+        ),
         (("member", "add", "nowhere", "x"), None, "error: no project named 'nowhere'"),
     ],
 )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from labella.config import Settings
 from labella.jobs.worker import Worker
 from labella.storage.db import Database
+from labella.storage.models import MAX_ID
 
 
 def get_db(request: Request) -> Database:
@@ -29,3 +30,7 @@ def get_worker(request: Request) -> Worker | None:
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkerDep = Annotated[Worker | None, Depends(get_worker)]
+
+PathId = Annotated[int, Path(ge=1, le=MAX_ID, description="An id (a whole number from 1)")]
+"""A row id in the path (``{project_id}``, ``{item_id}``...). One beyond ``MAX_ID`` names no row;
+refused here, it is a 422 instead of a driver's error (a 500)."""

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends
 
 from labella.api.auth import CurrentUserDep, current_user
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, PathId
 from labella.errors import Forbidden, NotFound
 from labella.services import accounts
 from labella.services.accounts import Principal
@@ -122,7 +122,7 @@ def require(action: Action) -> Callable[..., Member]:
     def dependency(
         db: DbDep,
         user: Annotated[Principal, Depends(current_user)],
-        project_id: Annotated[int, Path()],
+        project_id: PathId,
     ) -> Member:
         return resolve_member(db, user, project_id, action)
 
@@ -138,7 +138,7 @@ def require_for_job(action: Action) -> Callable[..., Member]:
     def dependency(
         db: DbDep,
         user: Annotated[Principal, Depends(current_user)],
-        job_id: Annotated[int, Path()],
+        job_id: PathId,
     ) -> Member:
         project_id = accounts.job_project_id(db, job_id)
         if project_id is None:

@@ -64,8 +64,9 @@ def resolve_project(db: Any, ref: str) -> Any:
     """A project named on the command line by id or by name."""
     from labella.errors import NotFound
     from labella.services import projects as service
+    from labella.storage.models import MAX_ID
 
-    if ref.isdigit():
+    if ref.isdigit() and int(ref) <= MAX_ID:
         return service.get_project(db, int(ref))
     for project in service.list_projects(db):
         if project.name == ref:

@@ -30,6 +30,7 @@ from labella.errors import (
 from labella.services import audit
 from labella.storage.db import Database
 from labella.storage.models import (
+    MAX_ID,
     ApiToken,
     AuthSession,
     Job,
@@ -544,6 +545,8 @@ def list_tokens(db: Database, username: str | None = None) -> list[TokenInfo]:
 
 def revoke_token(db: Database, token_id: int, *, actor: str, owner: str | None = None) -> TokenInfo:
     """Revoke a token at once. With ``owner``, only that user's token (others read as missing)."""
+    if not 1 <= token_id <= MAX_ID:  # no row has it, and the drivers raise on it
+        raise NotFound(f"token {token_id} does not exist")
     with db.transaction() as session:
         row = session.execute(
             select(ApiToken, UserAccount.username)

@@ -15,6 +15,7 @@ from labella.services import audit
 from labella.storage import repositories as repo
 from labella.storage.db import Database
 from labella.storage.models import (
+    MAX_ID,
     Job,
     JobStatus,
     Label,
@@ -130,6 +131,14 @@ def _check_self_training(value: bool | None, kind: str, *, multi_label: bool) ->
     return value
 
 
+def _check_retrain_every(retrain_every: int) -> int:
+    if not 1 <= retrain_every <= MAX_ID:
+        raise InvalidInput(
+            f"retrain_every must be between 1 and {MAX_ID} labels, got {retrain_every}"
+        )
+    return retrain_every
+
+
 def _check_online_settings(online_update_every: int | None, cost_per_label: float | None) -> None:
     if online_update_every is not None and not 0 <= online_update_every <= 10_000:
         raise InvalidInput(
@@ -209,10 +218,25 @@ def _check_encoder(name: str | None, kind: str) -> str:
     return name
 
 
+CLASS_FIELD_MAX_CHARS = {"name": 200, "color": 20, "shortcut": 10}
+"""The widths of the label_class columns."""
+
+
+def _check_class_fields(**fields: str | None) -> None:
+    for field_name, value in fields.items():
+        limit = CLASS_FIELD_MAX_CHARS[field_name]
+        if value is not None and len(value) > limit:
+            raise InvalidInput(
+                f"a class {field_name} may have at most {limit} characters, got {len(value)}"
+            )
+
+
 def _clean_class_names(classes: list[ClassSpec], *, multi_label: bool) -> list[ClassSpec]:
     cleaned = [ClassSpec(c.name.strip(), c.color, c.shortcut) for c in classes]
     if any(not c.name for c in cleaned):
         raise InvalidInput("class names must not be empty")
+    for c in cleaned:
+        _check_class_fields(name=c.name, color=c.color, shortcut=c.shortcut)
     names = [c.name for c in cleaned]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -243,8 +267,7 @@ def create_project(
     if spec.kind not in SUPPORTED_KINDS:
         raise InvalidInput(f"project kind {spec.kind!r} is not available in this version yet")
     encoder = _check_encoder(spec.encoder, spec.kind)
-    if spec.retrain_every < 1:
-        raise InvalidInput("retrain_every must be at least 1 label")
+    _check_retrain_every(spec.retrain_every)
     classes = _clean_class_names(spec.classes, multi_label=spec.multi_label)
     strategy = spec.strategy or default_strategy(multi_label=spec.multi_label)
     _check_strategy(strategy, spec.strategy_params, kind=spec.kind)
@@ -416,9 +439,7 @@ def update_project(
             project.strategy = new_strategy
             project.strategy_params = dict(new_params)
         if retrain_every is not None:
-            if retrain_every < 1:
-                raise InvalidInput("retrain_every must be at least 1 label")
-            project.retrain_every = retrain_every
+            project.retrain_every = _check_retrain_every(retrain_every)
         if description is not None:
             project.description = description
         if auto_finetune_at is not None:
@@ -470,6 +491,7 @@ def add_class(db: Database, project_id: int, cls: ClassSpec, *, actor: str = "sy
     name = cls.name.strip()
     if not name:
         raise InvalidInput("class name must not be empty")
+    _check_class_fields(name=name, color=cls.color, shortcut=cls.shortcut)
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
         if any(c.name == name for c in project.classes):
@@ -510,6 +532,7 @@ def update_class(
     actor: str = "system",
 ) -> Project:
     """Rename a class (labels follow, since they refer to the class by id) or restyle it."""
+    _check_class_fields(name=None if name is None else name.strip(), color=color, shortcut=shortcut)
     with db.transaction() as session:
         project = repo.get_project(session, project_id, for_update=True)
         cls = _find_class(project, class_id)

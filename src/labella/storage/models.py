@@ -31,6 +31,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_ID = 2**31 - 1
+"""The largest row id or count a column holds everywhere: integers are 32-bit on PostgreSQL. The
+drivers raise on a larger one (SQLite on one beyond 64 bits), so inputs are checked against it."""
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from labella.api.auth import OptionalUserDep
-from labella.api.deps import DbDep, SettingsDep
+from labella.api.deps import MAX_ID, DbDep, SettingsDep
 from labella.api.policy import role_actions
 from labella.errors import NotFound
 from labella.services import accounts, browse
@@ -81,7 +81,8 @@ def _project_page(
 ) -> Response:
     if user is None:
         return login_redirect(request)
-    role = accounts.project_role(db, project_id, user)
+    # an id no row can have (the drivers raise on integers that do not fit) names no project
+    role = accounts.project_role(db, project_id, user) if 1 <= project_id <= MAX_ID else None
     try:
         if role is None:  # not a member reads exactly like a missing project
             raise NotFound(f"project {project_id} does not exist")
@@ -166,7 +167,7 @@ def label_page(request: Request, project_id: int, db: DbDep, user: OptionalUserD
 
 
 def _is_detection(db: Database, project_id: int, user: accounts.Principal) -> bool:
-    if accounts.project_role(db, project_id, user) is None:
+    if not 1 <= project_id <= MAX_ID or accounts.project_role(db, project_id, user) is None:
         return False  # a non-member gets the plain "does not exist" page
     try:
         return project_service.get_project(db, project_id).kind == ProjectKind.OBJECT_DETECTION

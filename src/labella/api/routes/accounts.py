@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from labella.api import auth
-from labella.api.deps import DbDep, SettingsDep
+from labella.api.deps import MAX_ID, DbDep, PathId, SettingsDep
 from labella.api.policy import ROLE_ACTIONS, AdminDep, CurrentUserDep, role_actions
 from labella.api.schemas import (
     AuditEventOut,
@@ -124,7 +124,7 @@ def create_token(body: TokenCreate, db: DbDep, user: CurrentUserDep) -> TokenCre
 
 
 @router.delete("/api/auth/tokens/{token_id}", response_model=TokenOut)
-def revoke_token(token_id: int, db: DbDep, user: CurrentUserDep) -> TokenOut:
+def revoke_token(token_id: PathId, db: DbDep, user: CurrentUserDep) -> TokenOut:
     """Revoke one of your tokens (a site administrator may revoke anyone's)."""
     owner = None if user.is_admin else user.username
     return TokenOut.model_validate(
@@ -162,7 +162,7 @@ def update_user(username: str, body: UserPatch, db: DbDep, admin: AdminDep) -> U
 def site_audit(
     db: DbDep,
     admin: AdminDep,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
 ) -> AuditPageOut:

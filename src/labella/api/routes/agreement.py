@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, PathId
 from labella.api.policy import Action, Review, ViewOwnWork
 from labella.api.schemas import AnnotatorDashboardOut, AnnotatorStatsOut, ProjectAgreementOut
 from labella.services import agreement as service
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["agreement"])
 
 
 @router.get("/agreement", response_model=ProjectAgreementOut)
-def project_agreement(project_id: int, db: DbDep, member: Review) -> ProjectAgreementOut:
+def project_agreement(project_id: PathId, db: DbDep, member: Review) -> ProjectAgreementOut:
     """Agreement on the overlapped items: percent agreement, Fleiss' kappa and Krippendorff's
     alpha over all annotators, Cohen's kappa per pair, and how the labels were decided."""
     return ProjectAgreementOut.model_validate(service.project_agreement(db, project_id))
@@ -23,7 +23,7 @@ def project_agreement(project_id: int, db: DbDep, member: Review) -> ProjectAgre
 
 @router.get("/annotators", response_model=AnnotatorDashboardOut)
 def annotator_dashboard(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ViewOwnWork,
     window_hours: Annotated[

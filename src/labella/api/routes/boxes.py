@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from labella.api.deps import DbDep, WorkerDep
+from labella.api.deps import DbDep, PathId, WorkerDep
 from labella.api.policy import Action, Label, ViewOwnWork
 from labella.api.routes.labeling import check_may_answer
 from labella.api.schemas import BoxOut, LabelOut
@@ -80,7 +80,7 @@ class ItemBoxesOut(BaseModel):
 
 @router.put("/boxes", response_model=BoxLabelResultOut)
 def submit_boxes(
-    project_id: int, item_id: int, body: BoxesIn, db: DbDep, worker: WorkerDep, member: Label
+    project_id: PathId, item_id: PathId, body: BoxesIn, db: DbDep, worker: WorkerDep, member: Label
 ) -> BoxLabelResultOut:
     """Label an image with its boxes (or change them: the previous boxes stay in the history).
     Annotators label the images served to them; reviewers, managers and owners any image."""
@@ -105,8 +105,8 @@ def submit_boxes(
 
 @router.get("/boxes", response_model=ItemBoxesOut)
 def item_boxes(
-    project_id: int,
-    item_id: int,
+    project_id: PathId,
+    item_id: PathId,
     db: DbDep,
     member: ViewOwnWork,
     min_score: Annotated[

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.deps import DbDep, PathId, SettingsDep, WorkerDep
 from labella.api.forms import flag_field, multipart_form, text_field
 from labella.api.policy import ImportExport
 from labella.api.schemas import ImportRecordOut, ImportReportOut
@@ -69,7 +69,7 @@ _IMPORT_BODY: dict[str, Any] = {
     summary="Import a file of texts (and optionally their labels)",
 )
 async def create_import(
-    project_id: int,
+    project_id: PathId,
     request: Request,
     db: DbDep,
     settings: SettingsDep,
@@ -105,7 +105,7 @@ async def create_import(
 
 
 @router.get("/{project_id}/imports", response_model=list[ImportRecordOut])
-def list_imports(project_id: int, db: DbDep, member: ImportExport) -> list[ImportRecordOut]:
+def list_imports(project_id: PathId, db: DbDep, member: ImportExport) -> list[ImportRecordOut]:
     return [ImportRecordOut.model_validate(r) for r in importing.list_imports(db, project_id)]
 
 
@@ -116,7 +116,7 @@ def list_imports(project_id: int, db: DbDep, member: ImportExport) -> list[Impor
     responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
 )
 def export(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ImportExport,
     fmt: Annotated[str, Query(alias="format", description="csv or jsonl")] = "csv",

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from labella.api.deps import DbDep, SettingsDep
+from labella.api.deps import DbDep, PathId, SettingsDep
 from labella.api.forms import multipart_form, uploaded_files
 from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport
@@ -58,7 +58,7 @@ class DetectionFolderIn(BaseModel):
     summary="Upload images with bounding boxes (VOC, COCO or YOLO annotations, or zips)",
 )
 async def upload_detections(
-    project_id: int, request: Request, db: DbDep, settings: SettingsDep, member: ImportExport
+    project_id: PathId, request: Request, db: DbDep, settings: SettingsDep, member: ImportExport
 ) -> DetectionImportReportOut:
     """Bad annotation files (a box outside its image, a negative size, an unknown class, a
     missing image, unparseable or unsafe XML) are skipped and reported by name."""
@@ -82,7 +82,11 @@ async def upload_detections(
     summary="Import a folder of images and annotations on the server (images referenced)",
 )
 def import_detection_folder(
-    project_id: int, body: DetectionFolderIn, db: DbDep, settings: SettingsDep, member: ImportExport
+    project_id: PathId,
+    body: DetectionFolderIn,
+    db: DbDep,
+    settings: SettingsDep,
+    member: ImportExport,
 ) -> DetectionImportReportOut:
     """The folder must lie inside LABELLA_IMPORT_ROOTS or the data dir (403 otherwise)."""
     report = detection_import.import_folder(
@@ -103,7 +107,7 @@ def import_detection_folder(
     responses={200: {"content": {"application/zip": {}, "application/json": {}, "text/csv": {}}}},
 )
 def export_detections(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ImportExport,
     fmt: Annotated[str, Query(alias="format", description="voc, coco, yolo or csv")] = "coco",

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, PathId
 from labella.api.policy import Autolabel
 from labella.services import detection_autolabel as service
 
@@ -72,7 +72,7 @@ class DetectionAutolabelOut(BaseModel):
 
 @router.get("/preview", response_model=DetectionAutolabelPreviewOut)
 def preview_detection_autolabel(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: Autolabel,
     target_precision: Annotated[
@@ -100,7 +100,7 @@ def preview_detection_autolabel(
 
 @router.post("", response_model=DetectionAutolabelOut)
 def apply_detection_autolabel(
-    project_id: int, body: DetectionAutolabelIn, db: DbDep, member: Autolabel
+    project_id: PathId, body: DetectionAutolabelIn, db: DbDep, member: Autolabel
 ) -> DetectionAutolabelOut:
     """Auto-label the images the preview shows (``model`` labels with their scored boxes)."""
     return DetectionAutolabelOut.model_validate(

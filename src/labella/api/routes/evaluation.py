@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from labella.api.deps import DbDep, SettingsDep
+from labella.api.deps import DbDep, PathId, SettingsDep
 from labella.api.policy import Autolabel, ManageProject, ViewProject
 from labella.api.schemas import AutolabelAuditIn, AutolabelAuditOut, EvalSampleOut, StoppingOut
 from labella.services import autolabel_audit
@@ -16,14 +16,14 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["evaluation"])
 
 
 @router.get("/evaluation-sample", response_model=EvalSampleOut)
-def eval_sample(project_id: int, db: DbDep, member: ViewProject) -> EvalSampleOut:
+def eval_sample(project_id: PathId, db: DbDep, member: ViewProject) -> EvalSampleOut:
     """How large the random evaluation sample is and how much of it is labeled."""
     return EvalSampleOut.model_validate(service.eval_sample_status(db, project_id))
 
 
 @router.post("/evaluation-sample", response_model=EvalSampleOut)
 def draw_eval_sample(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     settings: SettingsDep,
     member: ManageProject,
@@ -51,21 +51,21 @@ def draw_eval_sample(
 
 
 @router.get("/stopping", response_model=StoppingOut)
-def stopping(project_id: int, db: DbDep, member: ViewProject) -> StoppingOut:
+def stopping(project_id: PathId, db: DbDep, member: ViewProject) -> StoppingOut:
     """Whether more labels are still worth it: the learning curve's slope and the newest
     model's prediction stability."""
     return StoppingOut.model_validate(service.stopping_signal(db, project_id))
 
 
 @router.get("/autolabel/audit", response_model=AutolabelAuditOut)
-def autolabel_audit_report(project_id: int, db: DbDep, member: ViewProject) -> AutolabelAuditOut:
+def autolabel_audit_report(project_id: PathId, db: DbDep, member: ViewProject) -> AutolabelAuditOut:
     """The audit of the auto-labels: how many humans checked and the measured precision."""
     return AutolabelAuditOut.model_validate(autolabel_audit.audit_report(db, project_id))
 
 
 @router.post("/autolabel/audit", response_model=AutolabelAuditOut)
 def queue_autolabel_audit(
-    project_id: int,
+    project_id: PathId,
     body: AutolabelAuditIn,
     db: DbDep,
     settings: SettingsDep,

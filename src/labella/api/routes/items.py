@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from labella.api.deps import DbDep
+from labella.api.deps import MAX_ID, DbDep, PathId
 from labella.api.policy import BrowseItems
 from labella.api.schemas import ItemPageOut, QueuePreviewOut
 from labella.services import browse
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["items"])
 
 @router.get("/items", response_model=ItemPageOut)
 def list_items(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: BrowseItems,
     status: Annotated[
@@ -32,7 +32,7 @@ def list_items(
     min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     after_id: Annotated[
-        int | None, Query(ge=0, description="Give the previous page's next_after_id")
+        int | None, Query(ge=0, le=MAX_ID, description="Give the previous page's next_after_id")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=browse.MAX_PAGE)] = browse.DEFAULT_PAGE,
 ) -> ItemPageOut:
@@ -52,7 +52,7 @@ def list_items(
 
 @router.get("/queue", response_model=list[QueuePreviewOut])
 def queue_preview(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: BrowseItems,
     n: Annotated[int, Query(ge=1, le=browse.MAX_QUEUE_PREVIEW)] = 10,

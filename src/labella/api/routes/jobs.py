@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, PathId
 from labella.api.policy import Action, Member, ViewProject, require_for_job
 from labella.api.schemas import JobOut
 from labella.jobs import queue
@@ -20,7 +20,9 @@ router = APIRouter(tags=["jobs"])
 
 @router.get("/api/jobs/{job_id}", response_model=JobOut)
 def get_job(
-    job_id: int, db: DbDep, member: Annotated[Member, Depends(require_for_job(Action.VIEW_PROJECT))]
+    job_id: PathId,
+    db: DbDep,
+    member: Annotated[Member, Depends(require_for_job(Action.VIEW_PROJECT))],
 ) -> JobOut:
     with db.reader() as session:
         return JobOut.model_validate(queue.get_job(session, job_id))
@@ -28,7 +30,7 @@ def get_job(
 
 @router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
 def cancel_job(
-    job_id: int,
+    job_id: PathId,
     db: DbDep,
     member: Annotated[Member, Depends(require_for_job(Action.MANAGE_PROJECT))],
 ) -> JobOut:
@@ -46,7 +48,7 @@ def cancel_job(
 
 @router.get("/api/projects/{project_id}/jobs", response_model=list[JobOut])
 def list_jobs(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ViewProject,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

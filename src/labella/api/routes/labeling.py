@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.deps import DbDep, PathId, SettingsDep, WorkerDep
 from labella.api.policy import Action, Autolabel, Label, Member, ViewOwnWork
 from labella.api.schemas import (
     AutolabelIn,
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
 
 @router.get("/next", response_model=NextBatchOut)
 def next_batch(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     settings: SettingsDep,
     member: Label,
@@ -50,7 +50,7 @@ def next_batch(
     "/items/{item_id}/label", status_code=status.HTTP_201_CREATED, response_model=LabelResultOut
 )
 def submit_label(
-    project_id: int, item_id: int, body: LabelIn, db: DbDep, worker: WorkerDep, member: Label
+    project_id: PathId, item_id: PathId, body: LabelIn, db: DbDep, worker: WorkerDep, member: Label
 ) -> LabelResultOut:
     """Label an item (or change its label: the previous one stays in the history). Annotators
     label the items served to them; reviewers, managers and owners any item."""
@@ -74,7 +74,7 @@ def submit_label(
     "/items/{item_id}/skip", status_code=status.HTTP_201_CREATED, response_model=LabelResultOut
 )
 def skip_item(
-    project_id: int, item_id: int, db: DbDep, member: Label, body: SkipIn | None = None
+    project_id: PathId, item_id: PathId, db: DbDep, member: Label, body: SkipIn | None = None
 ) -> LabelResultOut:
     """Set an item aside; it leaves the queue and the skip is kept in its history."""
     body = body or SkipIn()
@@ -86,7 +86,7 @@ def skip_item(
     )
 
 
-def check_may_answer(db: DbDep, member: Member, item_id: int) -> None:
+def check_may_answer(db: DbDep, member: Member, item_id: PathId) -> None:
     if member.may(Action.CHANGE_LABELS):
         return
     if not accounts.item_served_to(db, member.project_id, item_id, member.username):
@@ -98,7 +98,9 @@ def check_may_answer(db: DbDep, member: Member, item_id: int) -> None:
 
 
 @router.get("/items/{item_id}", response_model=ItemHistoryOut)
-def item_history(project_id: int, item_id: int, db: DbDep, member: ViewOwnWork) -> ItemHistoryOut:
+def item_history(
+    project_id: PathId, item_id: PathId, db: DbDep, member: ViewOwnWork
+) -> ItemHistoryOut:
     """An item with its current label, its full label history and the model's prediction.
     Annotators see the items served to them; other roles any item."""
     if not member.may(Action.BROWSE_ITEMS) and not accounts.item_served_to(
@@ -118,7 +120,7 @@ def item_history(project_id: int, item_id: int, db: DbDep, member: ViewOwnWork) 
 
 @router.get("/autolabel/preview", response_model=AutolabelPreviewOut | PrecisionPreviewOut)
 def autolabel_preview(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: Autolabel,
     threshold: Annotated[
@@ -145,7 +147,7 @@ def autolabel_preview(
 
 @router.post("/autolabel", response_model=AutolabelOut)
 def autolabel_apply(
-    project_id: int, body: AutolabelIn, db: DbDep, member: Autolabel
+    project_id: PathId, body: AutolabelIn, db: DbDep, member: Autolabel
 ) -> AutolabelOut:
     """Label every unlabeled item whose prediction clears the threshold (as ``model`` labels)."""
     if body.target_precision is not None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.deps import DbDep, PathId, SettingsDep, WorkerDep
 from labella.api.forms import flag_field, multipart_form, text_field, uploaded_files
 from labella.api.openapi import multipart_files_body
 from labella.api.policy import ImportExport, ViewProject
@@ -62,7 +62,7 @@ _UPLOAD_BODY = multipart_files_body(
     summary="Upload images, zip archives of images, or listings of image paths",
 )
 async def upload_images(
-    project_id: int,
+    project_id: PathId,
     request: Request,
     db: DbDep,
     settings: SettingsDep,
@@ -99,7 +99,7 @@ async def upload_images(
     summary="Import a folder of images on the server, referenced in place",
 )
 def import_folder(
-    project_id: int,
+    project_id: PathId,
     body: FolderImportIn,
     db: DbDep,
     settings: SettingsDep,
@@ -128,8 +128,8 @@ def import_folder(
     responses={200: {"content": {"image/*": {}}}, 304: {"description": "Not modified"}},
 )
 def item_image(
-    project_id: int,
-    item_id: int,
+    project_id: PathId,
+    item_id: PathId,
     request: Request,
     db: DbDep,
     settings: SettingsDep,
@@ -148,8 +148,8 @@ def item_image(
     responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "Not modified"}},
 )
 def item_thumbnail(
-    project_id: int,
-    item_id: int,
+    project_id: PathId,
+    item_id: PathId,
     request: Request,
     db: DbDep,
     settings: SettingsDep,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from labella.api.deps import DbDep
+from labella.api.deps import MAX_ID, DbDep, PathId
 from labella.api.policy import BrowseItems, ManageMembers, ViewAudit, ViewProject
 from labella.api.schemas import AuditEventOut, AuditPageOut, MemberIn, MemberOut, MemberPatch
 from labella.services import accounts, audit
@@ -16,13 +16,13 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["members"])
 
 
 @router.get("/members", response_model=list[MemberOut])
-def list_members(project_id: int, db: DbDep, member: ViewProject) -> list[MemberOut]:
+def list_members(project_id: PathId, db: DbDep, member: ViewProject) -> list[MemberOut]:
     """Who works on the project, with their roles."""
     return [MemberOut.model_validate(m) for m in accounts.list_members(db, project_id)]
 
 
 @router.post("/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut)
-def add_member(project_id: int, body: MemberIn, db: DbDep, member: ManageMembers) -> MemberOut:
+def add_member(project_id: PathId, body: MemberIn, db: DbDep, member: ManageMembers) -> MemberOut:
     """Add an existing user with a role (only owners may make owners)."""
     added = accounts.add_member(
         db, project_id, body.username, body.role, actor=member.username, actor_role=member.role
@@ -32,7 +32,7 @@ def add_member(project_id: int, body: MemberIn, db: DbDep, member: ManageMembers
 
 @router.patch("/members/{username}", response_model=MemberOut)
 def change_role(
-    project_id: int, username: str, body: MemberPatch, db: DbDep, member: ManageMembers
+    project_id: PathId, username: str, body: MemberPatch, db: DbDep, member: ManageMembers
 ) -> MemberOut:
     changed = accounts.change_role(
         db, project_id, username, body.role, actor=member.username, actor_role=member.role
@@ -41,7 +41,7 @@ def change_role(
 
 
 @router.delete("/members/{username}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_member(project_id: int, username: str, db: DbDep, member: ManageMembers) -> Response:
+def remove_member(project_id: PathId, username: str, db: DbDep, member: ManageMembers) -> Response:
     accounts.remove_member(db, project_id, username, actor=member.username, actor_role=member.role)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -49,10 +49,10 @@ def remove_member(project_id: int, username: str, db: DbDep, member: ManageMembe
 # -- audit -----------------------------------------------------------------------------------------
 @router.get("/audit", response_model=AuditPageOut)
 def project_audit(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ViewAudit,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     action: Annotated[
         str | None, Query(max_length=60, description="e.g. import, member, autolabel.run")
     ] = None,
@@ -75,7 +75,7 @@ def project_audit(
     responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
 )
 def export_audit(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: ViewAudit,
     fmt: Annotated[str, Query(alias="format", description="csv or jsonl")] = "csv",
@@ -90,7 +90,7 @@ def export_audit(
 
 @router.get("/items/{item_id}/audit", response_model=list[AuditEventOut])
 def item_audit(
-    project_id: int, item_id: int, db: DbDep, member: BrowseItems
+    project_id: PathId, item_id: PathId, db: DbDep, member: BrowseItems
 ) -> list[AuditEventOut]:
     """Everything that happened to one item, oldest first: every answer, change, skip and
     auto-label with who and when, and review decisions."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.deps import DbDep, PathId, SettingsDep, WorkerDep
 from labella.api.policy import ManageProject, Train, ViewProject
 from labella.api.schemas import FinetuneRequest, JobOut, ModelVersionOut
 from labella.services import finetuning, ranking, training
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/projects", tags=["models"])
     response_model=JobOut,
     responses={409: {"description": "Not enough labels yet; the message says what is missing"}},
 )
-def train(project_id: int, db: DbDep, worker: WorkerDep, member: Train) -> JobOut:
+def train(project_id: PathId, db: DbDep, worker: WorkerDep, member: Train) -> JobOut:
     job = training.request_training(db, project_id, actor=member.username)
     if worker is not None:
         worker.wake()
@@ -40,7 +40,7 @@ def train(project_id: int, db: DbDep, worker: WorkerDep, member: Train) -> JobOu
     },
 )
 def finetune(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     settings: SettingsDep,
     worker: WorkerDep,
@@ -63,12 +63,12 @@ def finetune(
 
 
 @router.get("/{project_id}/models", response_model=list[ModelVersionOut])
-def list_models(project_id: int, db: DbDep, member: ViewProject) -> list[ModelVersionOut]:
+def list_models(project_id: PathId, db: DbDep, member: ViewProject) -> list[ModelVersionOut]:
     return [ModelVersionOut.model_validate(m) for m in training.list_model_versions(db, project_id)]
 
 
 @router.post("/{project_id}/rank", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def rank(project_id: int, db: DbDep, worker: WorkerDep, member: ManageProject) -> JobOut:
+def rank(project_id: PathId, db: DbDep, worker: WorkerDep, member: ManageProject) -> JobOut:
     job = ranking.request_ranking(db, project_id, actor=member.username)
     if worker is not None:
         worker.wake()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from labella.api.deps import DbDep, SettingsDep, WorkerDep
+from labella.api.deps import DbDep, PathId, SettingsDep, WorkerDep
 from labella.api.policy import AdminDep, CurrentUserDep, ManageProject, ViewProject
 from labella.api.schemas import (
     ClassIn,
@@ -74,13 +74,13 @@ def list_projects(db: DbDep, user: CurrentUserDep) -> list[ProjectOut]:
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: int, db: DbDep, member: ViewProject) -> ProjectOut:
+def get_project(project_id: PathId, db: DbDep, member: ViewProject) -> ProjectOut:
     return ProjectOut.model_validate(service.get_project(db, project_id))
 
 
 @router.patch("/{project_id}", response_model=ProjectOut)
 def update_project(
-    project_id: int,
+    project_id: PathId,
     body: ProjectPatch,
     db: DbDep,
     settings: SettingsDep,
@@ -116,7 +116,7 @@ def update_project(
 
 
 @router.get("/{project_id}/status", response_model=ProjectStatusOut)
-def project_status(project_id: int, db: DbDep, member: ViewProject) -> ProjectStatusOut:
+def project_status(project_id: PathId, db: DbDep, member: ViewProject) -> ProjectStatusOut:
     st = service.project_status(db, project_id)
     return ProjectStatusOut(
         project=ProjectOut.model_validate(st.project),
@@ -135,14 +135,14 @@ def project_status(project_id: int, db: DbDep, member: ViewProject) -> ProjectSt
 @router.post(
     "/{project_id}/classes", status_code=status.HTTP_201_CREATED, response_model=ProjectOut
 )
-def add_class(project_id: int, body: ClassIn, db: DbDep, member: ManageProject) -> ProjectOut:
+def add_class(project_id: PathId, body: ClassIn, db: DbDep, member: ManageProject) -> ProjectOut:
     project = service.add_class(db, project_id, _class_spec(body), actor=member.username)
     return ProjectOut.model_validate(project)
 
 
 @router.patch("/{project_id}/classes/{class_id}", response_model=ProjectOut)
 def update_class(
-    project_id: int, class_id: int, body: ClassPatch, db: DbDep, member: ManageProject
+    project_id: PathId, class_id: PathId, body: ClassPatch, db: DbDep, member: ManageProject
 ) -> ProjectOut:
     project = service.update_class(
         db,
@@ -157,6 +157,8 @@ def update_class(
 
 
 @router.delete("/{project_id}/classes/{class_id}", response_model=ProjectOut)
-def delete_class(project_id: int, class_id: int, db: DbDep, member: ManageProject) -> ProjectOut:
+def delete_class(
+    project_id: PathId, class_id: PathId, db: DbDep, member: ManageProject
+) -> ProjectOut:
     project = service.delete_class(db, project_id, class_id, actor=member.username)
     return ProjectOut.model_validate(project)

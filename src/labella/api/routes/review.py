@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from labella.api.deps import DbDep
+from labella.api.deps import DbDep, PathId
 from labella.api.policy import Review
 from labella.api.schemas import ReviewFlagOut, ReviewIn, ReviewQueueOut
 from labella.services import review as service
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/projects/{project_id}/review", tags=["review"])
 
 @router.get("", response_model=ReviewQueueOut)
 def review_queue(
-    project_id: int,
+    project_id: PathId,
     db: DbDep,
     member: Review,
     kind: Annotated[
@@ -43,14 +43,16 @@ def review_queue(
 
 
 @router.get("/items/{item_id}", response_model=list[ReviewFlagOut])
-def item_flags(project_id: int, item_id: int, db: DbDep, member: Review) -> list[ReviewFlagOut]:
+def item_flags(
+    project_id: PathId, item_id: PathId, db: DbDep, member: Review
+) -> list[ReviewFlagOut]:
     """Every entry an item ever had (open or resolved), newest first."""
     return [ReviewFlagOut.model_validate(f) for f in service.item_flags(db, project_id, item_id)]
 
 
 @router.post("/{flag_id}", response_model=ReviewFlagOut)
 def resolve_flag(
-    project_id: int, flag_id: int, body: ReviewIn, db: DbDep, member: Review
+    project_id: PathId, flag_id: PathId, body: ReviewIn, db: DbDep, member: Review
 ) -> ReviewFlagOut:
     """Approve the label in question, or change it (a new label by the reviewer; both stay in
     the item's history). A disagreement without a majority needs the classes."""
