@@ -388,22 +388,15 @@ class ChunkWriter:
             return
         seen[digest] = rec.line
         class_ids = self.classes.resolve(rec.labels, rec.line) if rec.labels else None
-        self.items.append(
+        self.add_item(
             {
-                "project_id": self.project.id,
                 "external_id": rec.external_id,
                 "text": rec.text,
                 "meta": rec.meta,
                 "content_hash": digest,
-                "status": ItemStatus.LABELED.value if class_ids else ItemStatus.UNLABELED.value,
-                "embedded": False,
-                "import_id": self.report.import_id,
-                "created_at": self.now,
-            }
+            },
+            class_ids,
         )
-        self.item_labels.append(class_ids)
-        if len(self.items) >= self.chunk_rows:
-            self._flush()
 
     def _duplicate(self, line: int, text: str, first_line: int, digest: str) -> None:
         report = self.report
