@@ -682,9 +682,14 @@ already there is a duplicate."""
 def existing_item_lookup(db: Database, project_id: int) -> ExistingItem:
     """Look up one image's content hash in the project by index, in a short read of its own: the
     images are read and thumbnailed with no transaction open, and a small import into a project
-    of a million images should not load a million hashes first."""
+    of a million images should not load a million hashes first. An empty project is asked
+    nothing (an image that another import adds meanwhile fails the write, which says so)."""
+    with db.reader() as session:
+        empty = not repo.project_has_items(session, project_id)
 
     def existing_item(digest: str) -> int | None:
+        if empty:
+            return None
         with db.reader() as session:
             return repo.item_ids_by_content_hash(session, project_id, [digest]).get(digest)
 
