@@ -218,8 +218,11 @@ def _check_encoder(name: str | None, kind: str) -> str:
     return name
 
 
-CLASS_FIELD_MAX_CHARS = {"name": 200, "color": 20, "shortcut": 10}
-"""The widths of the label_class columns."""
+CLASS_FIELD_MAX_CHARS: dict[str, int] = {
+    name: getattr(LabelClass.__table__.c[name].type, "length", None) or 0
+    for name in ("name", "color", "shortcut")
+}
+"""The widths of the label_class columns, read from the model so the two cannot drift apart."""
 
 
 def _check_class_fields(**fields: str | None) -> None:
