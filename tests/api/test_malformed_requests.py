@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.image_files import image_bytes
+
 BAD_IDS = ("0", "-1", "abc", "1.5", "9" * 30)
 BAD_QUERY_VALUES = ("abc", "-1", "9" * 30, "")
 WRONG_TYPE = {"string": 12345, "integer": "x", "number": "x", "boolean": "maybe", "array": "x"}
@@ -153,3 +155,102 @@ def test_project_pages_with_an_id_no_row_can_have_say_not_found(
         response = sweeping_client.get(f"/projects/{bad}{page}")
         assert response.status_code == 404, (bad, response.status_code, response.text[:200])
         assert f"project {bad} does not exist" in response.text
+
+
+# Multipart uploads: the envelope itself broken, then well-formed forms carrying junk.
+BOUNDARY = "sweep-boundary"
+BROKEN_ENVELOPES: tuple[tuple[dict[str, str], bytes], ...] = (
+    ({}, b""),
+    ({"Content-Type": "multipart/form-data"}, b"no boundary given"),
+    ({"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, b"not a multipart body"),
+    (
+        {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        "text\ncut off before the closing boundary".encode(),
+    ),
+    (
+        {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        f"--{BOUNDARY}\r\nContent-Disposition: nonsense\r\n\r\nx\r\n--{BOUNDARY}--\r\n".encode(),
+    ),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"file=text%0Ahello&files=x"),
+    ({"Content-Type": "application/json"}, b'{"file": "x", "files": ["x"]}'),
+)
+JUNK_BYTES = bytes(range(256)) * 8
+JUNK_NAMES = (
+    "a.csv", "a.tsv", "a.jsonl", "a.txt", "a.jpg", "a.png", "a.zip", "a.xml", "a.json",
+    "classes.txt", "data.yaml", "no-extension", "", "../../escape.csv", "x" * 5_000 + ".csv",
+)  # fmt: skip
+
+
+def multipart_operations(client: TestClient) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, method, operation in operations(client):
+        content = operation.get("requestBody", {}).get("content", {})
+        if method == "post" and "multipart/form-data" in content:
+            yield path, content["multipart/form-data"]["schema"]
+
+
+def junk_forms(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``files``/``data`` arguments for well-formed forms of junk: unreadable or empty files under
+    every kind of name, files under a name the route does not read, and every text option absurd
+    (empty, huge, a NUL, a word no option takes) or sent as a file."""
+    properties = schema.get("properties", {})
+    file_fields = [n for n, p in properties.items() if "binary" in str(p)]
+    options = [n for n in properties if n not in file_fields]
+    for field in file_fields:
+        for name in JUNK_NAMES:
+            yield {"files": [(field, (name, JUNK_BYTES))]}
+            yield {"files": [(field, (name, b""))]}
+    yield {"files": [("unexpected", ("a.csv", b"text\nhello\n"))]}
+    valid_file = [(file_fields[0], ("a.csv", b"text\nhello\n"))]
+    for option in options:
+        for value in ("", "x" * 100_000, "nul\x00byte", "|||", "maybe", "-1", "9" * 30):
+            yield {"files": valid_file, "data": {option: value}}
+        yield {"files": [*valid_file, (option, ("option.txt", b"x"))]}
+
+
+def stored_items(client: TestClient, project_id: int) -> dict[int, tuple[Any, ...]]:
+    """Each item's id -> what a lost or corrupted row would change: its name, text and label."""
+    listed = client.get(f"/api/projects/{project_id}/items", params={"limit": 500}).json()
+    return {
+        item["id"]: (item["external_id"], item["text"], item["status"], item["classes"])
+        for item in listed["items"]
+    }
+
+
+def test_malformed_uploads_get_a_4xx_that_names_the_problem_and_keep_what_is_stored(
+    client: TestClient, sweeping_client: TestClient
+) -> None:
+    kinds = {
+        "imports": ("text_classification", "a.csv", b"text,label\ngood film,positive\n"),
+        "images": ("image_classification", "a.png", image_bytes(1, fmt="png")),
+        "detections": ("object_detection", "a.png", image_bytes(2, fmt="png")),
+    }
+    failures: list[str] = []
+    for path, schema in multipart_operations(client):
+        kind, name, content = next(v for k, v in kinds.items() if f"/{k}" in path)
+        project = client.post(
+            "/api/projects",
+            json={"name": f"sweep {kind}", "kind": kind, "classes": ["negative", "positive"]},
+        ).json()
+        url = fill(path, {"project_id": str(project["id"])}, "1")
+        field = "file" if "file" in schema["properties"] else "files"
+        seeded = client.post(url, files=[(field, (name, content))])
+        assert seeded.status_code < 300, seeded.text
+        before = stored_items(client, project["id"])
+        assert before
+
+        def check(shown: str, response: Any, url: str = url) -> None:
+            if response.status_code >= 500:
+                failures.append(f"POST {url} {shown:.120} -> {response.status_code}")
+            elif response.status_code >= 400 and not response.json().get("detail"):
+                failures.append(f"POST {url} {shown:.120} -> {response.status_code} no message")
+
+        for headers, body in BROKEN_ENVELOPES:
+            check(f"{headers} {body!r}", sweeping_client.post(url, content=body, headers=headers))
+        for form in junk_forms(schema):
+            check(repr(form), sweeping_client.post(url, **form))
+        after = stored_items(client, project["id"])
+        lost = [item for item, row in before.items() if after.get(item) != row]
+        if lost:
+            failures.append(f"POST {url}: stored items lost or changed: {lost}")
+    assert not failures, "\n".join(failures)

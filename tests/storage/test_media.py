@@ -86,6 +86,8 @@ def test_allowed_roots_follow_symlinks(tmp_path: Path) -> None:
         check_allowed(root / "link.jpg", [root])
     with pytest.raises(Forbidden):
         check_allowed(root / ".." / "outside.jpg", [root])
+    with pytest.raises(InvalidInput, match="NUL"):
+        check_allowed(root / "a\x00.jpg", [root])
 
 
 def test_image_checks() -> None:

@@ -55,8 +55,14 @@ def is_within(path: Path, root: Path) -> bool:
 def check_allowed(path: Path, roots: Sequence[Path], *, shown: str | None = None) -> Path:
     """``path`` resolved (symlinks followed), or Forbidden when it lies outside every root.
 
-    The message names the path as the user gave it (``shown``), not where a symlink led.
+    The message names the path as the user gave it (``shown``), not where a symlink led. A path
+    no file can have (a NUL in it) is InvalidInput.
     """
+    if "\x00" in str(path):
+        raise InvalidInput(
+            f"{shown or str(path)!r} is not a path: it contains a NUL character",
+            details={"path": shown or str(path)},
+        )
     resolved = path.resolve()
     if any(is_within(resolved, root) for root in roots):
         return resolved
