@@ -502,5 +502,15 @@ def test_pages_send_a_signed_out_visitor_to_sign_in(client: TestClient, db: Data
     assert login.status_code == 200 and 'id="login-form"' in login.text
     # the sign-in page only sends people on to this site
     assert anonymous.get("/login?next=https://evil.example/").status_code == 200
-    signed_in = client.get("/login?next=https://evil.example/", follow_redirects=False)
-    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    # nor to another site by a path a browser reads as //host (backslash, tab, newline)
+    for target in (
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+    ):
+        signed_in = client.get("/login", params={"next": target}, follow_redirects=False)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/", target
+    here = client.get("/login", params={"next": f"/projects/{pid}?tab=1"}, follow_redirects=False)
+    assert here.headers["location"] == f"/projects/{pid}?tab=1"

@@ -109,10 +109,20 @@ def _project_page(
     )
 
 
+def _is_local_path(target: str) -> bool:
+    """Whether ``target`` is a path on this site, so that the sign-in page is no open redirect.
+
+    Browsers read a backslash as a slash and drop tabs and newlines from a URL, so ``/\\host`` and
+    ``/<tab>/host`` lead off-site as ``//host`` does: refuse them all.
+    """
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return False
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, user: OptionalUserDep, next: str = "/") -> Response:
-    # only a local path: an absolute URL here would make the sign-in page an open redirect
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    target = next if _is_local_path(next) else "/"
     if user is not None:
         return RedirectResponse(target, status_code=303)
     return _page(request, "login.html", page="login", boot={"next": target})
