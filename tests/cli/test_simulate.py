@@ -184,11 +184,16 @@ def test_simulate_on_a_class_folder_with_a_test_file(
         (["--cold-start", "margin"], "unknown cold start 'margin'"),
         (["--head", "forest"], "unknown head kind 'forest'"),
         (["--strategies", "bald"], "strategy 'bald' cannot be simulated"),
+        (["--cache-dir", "{file}"], "--cache-dir {file} is a file; give a folder"),
     ],
 )
 def test_bad_options_fail_with_one_line(
     runner: CliRunner, topics_tsv: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = [a.replace("{file}", str(a_file)) for a in args]
+    message = message.replace("{file}", str(a_file))
     code, output = run(runner, "simulate", topics_tsv, "--out", tmp_path / "o", *args)
     assert code == 1
     assert output.strip().count("\n") == 0, output
@@ -203,7 +208,11 @@ def test_bad_data_fails_with_one_line(runner: CliRunner, tmp_path: Path) -> None
     unlabeled.write_text("text\n" + "\n".join(SPORT) + "\n", encoding="utf-8")
     one_class = tmp_path / "one_class.csv"
     one_class.write_text("text,label\n" + "".join(f"{t},sport\n" for t in SPORT[:5]))
+    one_each = tmp_path / "one_each.csv"
+    one_each.write_text(f"text,label\n{SPORT[0]},sport\n{COOKING[0]},cooking\n")
     cases = [
+        # refused before the texts are encoded (the one line is the whole output)
+        (one_each, "too few labeled items to hold out a test set"),
         (unlabeled, "unlabeled.csv has no label column"),
         (one_class, "one_class.csv has labels of only one class ('sport')"),
         (tmp_path / "missing.tsv", "file not found"),

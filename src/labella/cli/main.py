@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -41,11 +42,26 @@ def friendly_errors(func: F) -> F:
             fail(f"file not found: {exc.filename or exc}")
         except PermissionError as exc:
             fail(f"permission denied: {exc.filename or exc}")
+        except OSError as exc:  # what the file system refuses: a name too long, a disk full, ...
+            fail(_os_error_line(exc))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+# What the file system says, for the errors whose own words would puzzle a user.
+_OS_REASONS = {
+    errno.EEXIST: "it exists and is not a folder",
+    errno.ENOTDIR: "a part of it is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+}
+
+
+def _os_error_line(exc: OSError) -> str:
+    reason = _OS_REASONS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return f"cannot use {exc.filename}: {reason}" if exc.filename else reason
 
 
 def open_database(settings: Settings | None = None) -> tuple[Settings, Any]:

@@ -110,8 +110,9 @@ def simulate(
     sim.check_head(head)
     if clusters is not None and clusters < 1:
         raise InvalidInput(f"--clusters must be a positive integer, got {clusters}")
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"--out {out} is a file; give a folder for the results")
+    for option, folder in (("--out", out), ("--cache-dir", cache_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise InvalidInput(f"{option} {folder} is a file; give a folder")
     _require_matplotlib()
 
     has_header = not no_header
@@ -124,7 +125,9 @@ def simulate(
             "needs at least 2 classes"
         )
     test_set = None
-    if test is not None:
+    if test is None:
+        sim.check_can_hold_out(pool.labels)
+    else:
         test_set = sim.load_labeled_texts(
             test,
             text_field=text_field,

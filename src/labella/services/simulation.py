@@ -465,6 +465,7 @@ def stratified_holdout(
     y: np.ndarray, fraction: float, *, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(test rows, pool rows): ``fraction`` of each class with at least two items goes to test."""
+    check_can_hold_out(y)
     rng = np.random.default_rng(seed)
     test: list[np.ndarray] = []
     for cls in np.unique(y):
@@ -476,9 +477,13 @@ def stratified_holdout(
     test_rows = np.sort(np.concatenate(test)) if test else np.empty(0, dtype=np.int64)
     pool_mask = np.ones(y.shape[0], dtype=bool)
     pool_mask[test_rows] = False
-    if test_rows.size == 0:
-        raise InvalidInput("too few labeled items to hold out a test set; pass a test set")
     return test_rows, np.flatnonzero(pool_mask)
+
+
+def check_can_hold_out(y: np.ndarray) -> None:
+    """InvalidInput unless some class has two labelled items, one to test on and one to keep."""
+    if not (np.unique(y, return_counts=True)[1] >= 2).any():
+        raise InvalidInput("too few labeled items to hold out a test set; pass a test set")
 
 
 class _Ticker:
