@@ -57,7 +57,7 @@ from labella.storage.models import (
 )
 
 _OPTIONAL_COLUMNS = ("external_id", "meta", "media_uri")
-_LOOKUP_BATCH = 5000  # keys per IN (...) look-up, well under SQLite's bound-variable limit
+_LOOKUP_BATCH = 5000  # rows per duplicate look-up, and keys per look-up of new ids
 
 MAX_EXAMPLES = 20
 EXAMPLE_CHARS = 120
@@ -519,7 +519,9 @@ def _insert_rows_mapping_ids(
     found: dict[Any, int] = {}
     for start in range(0, len(wanted), _LOOKUP_BATCH):
         part = wanted[start : start + _LOOKUP_BATCH]
-        query = select(table.c[key], table.c.id).where(scope, table.c[key].in_(part))
+        query = select(table.c[key], table.c.id).where(
+            scope, repo.column_among(session, table.c[key], part)
+        )
         found.update({k: i for k, i in session.execute(query)})
     return found
 
