@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from labella.errors import NotFound
 from labella.storage.models import Item, ItemStatus, Label, LabelSource, ModelVersion, Project
@@ -116,7 +116,9 @@ def item_ids_by_content_hash(
 
 
 def column_among(
-    session: Session, column: ColumnElement[Any], values: list[str] | list[int]
+    session: Session,
+    column: ColumnElement[Any] | InstrumentedAttribute[Any],
+    values: list[str] | list[int],
 ) -> ColumnElement[bool]:
     """``column IN values`` with the values as one parameter (an array on PostgreSQL, a JSON list
     read by ``json_each`` on SQLite): an IN list of thousands of bound values costs SQLAlchemy more
