@@ -10,7 +10,8 @@ PostgreSQL database named by ``--database-url``, if given), ``--repeats`` times;
 reported:
 
 * ``unlabelled``: text only;
-* ``10% labelled``: a label column with a class on every tenth row (those become human labels).
+* ``10% labelled``: a label column with a class on every tenth row (those become human labels);
+* ``all labelled``: a class on every row, as when a labelled data set is brought in.
 
 The figures are compared with the target of this project's import issue and with Label Studio's
 import rate on the same kind of machine (``LABEL_STUDIO_TASKS_PER_S``). A further untimed run under
@@ -180,8 +181,9 @@ def main() -> None:
         files = {
             "unlabelled": workdir / "unlabelled.csv",
             "10% labelled": workdir / "labelled.csv",
+            "all labelled": workdir / "all-labelled.csv",
         }
-        for name, every in (("unlabelled", 0), ("10% labelled", 10)):
+        for name, every in (("unlabelled", 0), ("10% labelled", 10), ("all labelled", 1)):
             write_synthetic_csv(files[name], rows=args.rows, labelled_every=every, seed=args.seed)
         print()
         print(

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         default=512 * 1024 * 1024, description="Largest import file accepted"
     )
     import_chunk_rows: int = Field(default=5000, description="Rows written per database round trip")
+    max_request_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body other than a multipart upload (JSON, forms); larger "
+        "ones are refused with 413 before they are parsed",
+    )
 
     text_encoder: str = "all-MiniLM-L6-v2"
     image_encoder: str = Field(

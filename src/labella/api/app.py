@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from labella.api.limits import RequestSizeLimit
 from labella.config import Settings
 from labella.errors import LabellaError, TooManyRequests, Unauthorized
 from labella.jobs.worker import Worker
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(RequestSizeLimit, limit=settings.max_request_bytes)
     _install_error_handlers(app)
     _include_routers(app)
     return app
