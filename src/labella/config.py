@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         default=512 * 1024 * 1024, description="Largest import file accepted"
     )
     import_chunk_rows: int = Field(default=5000, description="Rows written per database round trip")
+    sqlite_busy_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a write waits for the single write lock (held by another "
+        "writer, e.g. a large import) before it gives up and the request is answered 503",
+    )
     max_request_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=1024,

@@ -11,6 +11,8 @@ class LabellaError(Exception):
 
     status_code = 400
     code = "bad_request"
+    retry_after: int | None = None
+    """Seconds after which the same request may succeed (sent as ``Retry-After``)."""
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -73,3 +75,15 @@ class NotReady(Conflict):
     """The request needs something that does not exist yet (a trained model, embeddings)."""
 
     code = "not_ready"
+
+
+class Busy(LabellaError):
+    """The store is busy with another write (SQLite writes one transaction at a time, e.g. during
+    a large import) and this one waited as long as it may; nothing of it was written."""
+
+    status_code = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after

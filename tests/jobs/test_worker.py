@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from labella.config import Settings
-from labella.errors import InvalidInput
+from labella.errors import Busy, InvalidInput
 from labella.jobs import queue
 from labella.jobs.runtime import JobContext, executor, registered_kinds
 from labella.jobs.worker import Worker
@@ -37,6 +37,19 @@ def _steps(context: JobContext) -> dict[str, Any]:
 @executor("test-refuses")
 def _refuses(context: JobContext) -> None:
     raise InvalidInput("this job cannot run: the input is wrong")
+
+
+@executor("test-busy")
+def _busy(context: JobContext) -> dict[str, Any]:
+    """Finds the store busy (another writer held SQLite's lock too long) on its first
+    ``busy_attempts`` attempts, then runs."""
+    with context.db.reader() as session:
+        job = session.get(Job, context.job_id)
+        assert job is not None
+        attempts = job.attempts
+    if attempts <= context.params["busy_attempts"]:
+        raise Busy("the database is busy with another write", retry_after=5)
+    return {"message": f"ran on attempt {attempts}"}
 
 
 @executor("test-crashes")
@@ -116,6 +129,24 @@ def test_failures_keep_a_readable_reason(db: Database, worker: Worker) -> None:
     assert {job_state(db, j)["status"] for j in (refused, crashed, unknown)} == {JobStatus.FAILED}
 
 
+def test_a_job_that_finds_the_store_busy_is_retried_then_failed(
+    db: Database, worker: Worker, settings: Settings
+) -> None:
+    attempts = settings.job_max_attempts
+    recovers = add_job(db, kind="test-busy", params={"busy_attempts": 1})
+    never = add_job(db, kind="test-busy", params={"busy_attempts": attempts})
+    worker.run_until_idle()
+    state = job_state(db, recovers)
+    assert (state["status"], state["attempts"]) == (JobStatus.SUCCEEDED, 2)
+    assert state["message"] == "ran on attempt 2"
+    state = job_state(db, never)
+    assert (state["status"], state["attempts"]) == (JobStatus.FAILED, attempts)
+    assert state["error"] == (
+        f"the database stayed busy with another write during attempt {attempts}; not retried "
+        f"again after {attempts} attempts"
+    )
+
+
 def test_enqueue_dedupes_queued_jobs_but_not_running_ones(db: Database) -> None:
     with db.transaction() as session:
         first = queue.enqueue(session, kind="rank", project_id=None)
@@ -145,9 +176,9 @@ def test_recover_orphans_fails_a_job_after_max_attempts_with_the_reason(
         assert [job.id for job in recovered] == [job_id]
     state = job_state(db, job_id)
     assert state["status"] == JobStatus.FAILED
+    attempts = settings.job_max_attempts
     assert state["error"] == (
-        f"the server stopped while this job was running ({settings.job_max_attempts} attempts); "
-        "not retried again"
+        f"the server stopped during attempt {attempts}; not retried again after {attempts} attempts"
     )
     assert state["message"] == state["error"]
     assert state["worker"] is None and state["finished_at"] is not None

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from labella.api.limits import RequestSizeLimit
 from labella.config import Settings
-from labella.errors import LabellaError, TooManyRequests, Unauthorized
+from labella.errors import LabellaError, Unauthorized
 from labella.jobs.worker import Worker
 from labella.storage.db import Database
 from labella.storage.migrate import upgrade_database
@@ -65,7 +65,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.details:
             body["details"] = exc.details
         headers: dict[str, str] = {}
-        if isinstance(exc, TooManyRequests):
+        if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="labella"'

@@ -162,18 +162,25 @@ def recover_orphans(session: Session, *, stale_seconds: float, max_attempts: int
         stale = heartbeat_at is None or heartbeat_at < cutoff
         if not (stale or _worker_is_dead(job.worker)):
             continue
-        if job.attempts >= max_attempts:
-            job.status = JobStatus.FAILED
-            job.error = (
-                f"the server stopped while this job was running ({job.attempts} attempts); "
-                "not retried again"
-            )
-            job.message = job.error
-            job.finished_at = utcnow()
-        else:
-            job.status = JobStatus.QUEUED
-            job.message = f"re-queued: the server stopped during attempt {job.attempts}"
-        job.worker = None
+        retry_or_fail(
+            job,
+            reason=f"the server stopped during attempt {job.attempts}",
+            max_attempts=max_attempts,
+        )
         recovered.append(job)
     session.flush()
     return recovered
+
+
+def retry_or_fail(job: Job, *, reason: str, max_attempts: int) -> None:
+    """Queue a job that was stopped by ``reason`` again (jobs are safe to re-run), or fail it
+    with the reason once it has used its ``max_attempts``."""
+    if job.attempts >= max_attempts:
+        job.status = JobStatus.FAILED
+        job.error = f"{reason}; not retried again after {job.attempts} attempts"
+        job.message = job.error
+        job.finished_at = utcnow()
+    else:
+        job.status = JobStatus.QUEUED
+        job.message = f"re-queued: {reason}"
+    job.worker = None

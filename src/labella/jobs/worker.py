@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labella.config import Settings
-from labella.errors import LabellaError
+from labella.errors import Busy, LabellaError
 from labella.jobs import queue
 from labella.jobs.runtime import JobCancelled, JobContext, get_executor
 from labella.storage.db import Database
@@ -154,6 +154,10 @@ class Worker:
         except JobCancelled:
             log.info("job %s cancelled", context.job_id)
             return
+        except Busy as exc:
+            log.warning("job %s: %s", context.job_id, exc.message)
+            self._retry_or_fail(context.job_id, "the database stayed busy with another write")
+            return
         except LabellaError as exc:
             self._fail(context.job_id, exc.message)
             return
@@ -168,6 +172,16 @@ class Worker:
             if current is not None and current.status == JobStatus.RUNNING:
                 message = (result or {}).get("message", "done")
                 queue.finish(session, context.job_id, result=result, message=str(message))
+
+    def _retry_or_fail(self, job_id: int, reason: str) -> None:
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.status == JobStatus.RUNNING:
+                queue.retry_or_fail(
+                    job,
+                    reason=f"{reason} during attempt {job.attempts}",
+                    max_attempts=self.settings.job_max_attempts,
+                )
 
     def _fail(self, job_id: int, error: str) -> None:
         with self.db.transaction() as session:

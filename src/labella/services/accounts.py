@@ -10,6 +10,7 @@ find its credential with one indexed lookup. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import string
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from labella.errors import (
+    Busy,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -42,6 +44,8 @@ from labella.storage.models import (
     UserAccount,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "lbl_"
 MIN_PASSWORD_CHARS = 10
@@ -586,10 +590,15 @@ def authenticate_token(db: Database, secret: str) -> Principal | None:
     now = utcnow()
     last = token.last_used_at
     if last is None or (now - _as_utc(last)).total_seconds() > _TOKEN_TOUCH_SECONDS:
-        with db.transaction() as session:
-            stored = session.get(ApiToken, token.id)
-            if stored is not None:
-                stored.last_used_at = now
+        try:
+            with db.transaction() as session:
+                stored = session.get(ApiToken, token.id)
+                if stored is not None:
+                    stored.last_used_at = now
+        except Busy:
+            # Bookkeeping only: a busy store (a large import writing) must not refuse the token;
+            # a later request records the use.
+            log.info("token %d used while the store was busy; last use not recorded", token.id)
     return Principal(
         id=user.id,
         username=user.username,

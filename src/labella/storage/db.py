@@ -9,25 +9,31 @@ Python lock first (see :meth:`Database.transaction`). PostgreSQL is used as conf
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labella.config import Settings
+from labella.errors import Busy
 
 _WRITE_OPTION = "labella_write"
-# Longer than this in the queue and a writer goes on to SQLite's own busy timeout (30 s) anyway.
-_WRITE_QUEUE_SECONDS = 30.0
+_BUSY_RETRY_SECONDS = 5
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, busy_seconds: float = 30.0) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # Longer than this in the queue and a writer goes on to SQLite's own busy timeout (the
+        # same length, set on each connection by create_db_engine) anyway.
+        self.busy_seconds = busy_seconds
         self._writer = sessionmaker(
             bind=engine.execution_options(**{_WRITE_OPTION: True}),
             expire_on_commit=False,
@@ -43,20 +49,32 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(create_db_engine(settings))
+        return cls(create_db_engine(settings), busy_seconds=settings.sqlite_busy_seconds)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work that may write: commit on success, roll back on any error.
-        Services open these; repositories never commit."""
+        Services open these; repositories never commit.
+
+        On SQLite, :class:`Busy` when another writer held the write lock for longer than
+        ``busy_seconds`` (nothing of this unit was written)."""
         queued = self._write_queue is not None and self._write_queue.acquire(
-            timeout=_WRITE_QUEUE_SECONDS
+            timeout=self.busy_seconds
         )
         try:
             session = self._writer()
             try:
                 yield session
                 session.commit()
+            except OperationalError as exc:
+                session.rollback()
+                if _is_sqlite_busy(exc):
+                    raise Busy(
+                        f"the database is busy with another write (such as a large import) and "
+                        f"stayed so for {self.busy_seconds:g} s; nothing was changed, try again",
+                        retry_after=_BUSY_RETRY_SECONDS,
+                    ) from exc
+                raise
             except BaseException:
                 session.rollback()
                 raise
@@ -85,30 +103,38 @@ def create_db_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.ensure_dirs()
+        busy_ms = round(settings.sqlite_busy_seconds * 1000)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_seconds},
             pool_size=8,
             max_overflow=16,
         )
-        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "connect", partial(_configure_sqlite_connection, busy_ms=busy_ms))
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     # Take BEGIN away from pysqlite so that _begin_sqlite_transaction decides its mode.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
     # 64 MiB page cache per connection instead of 2 MiB: the queue and items-table indexes of a
     # 100,000-item project then stay in memory between requests.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+
+
+def _is_sqlite_busy(exc: OperationalError) -> bool:
+    if not isinstance(exc.orig, sqlite3.Error):
+        return False
+    # the primary result code: the extended ones (SQLITE_BUSY_SNAPSHOT, ...) keep it in the low byte
+    return exc.orig.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _begin_sqlite_transaction(connection: Any) -> None:

@@ -1,0 +1,77 @@
+"""The database handle: a SQLite write that waits longer than ``sqlite_busy_seconds`` for the
+write lock (another process's long transaction, such as a large import) fails with Busy, writes
+nothing, and the same write goes through once the lock is free."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from labella.config import Settings
+from labella.errors import Busy
+from labella.storage.db import Database
+from labella.storage.migrate import upgrade_database
+from labella.storage.models import Project
+
+
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock (BEGIN IMMEDIATE) until the block ends."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    path = tmp_path / "busy.db"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{path}",
+        sqlite_busy_seconds=0.2,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    db = Database.from_settings(settings)
+    upgrade_database(db.engine)
+    yield db, path
+    db.dispose()
+
+
+def add_project(db: Database, name: str) -> None:
+    with db.transaction() as session:
+        session.add(Project(name=name))
+
+
+def count_projects(db: Database) -> int:
+    with db.reader() as session:
+        return int(session.scalar(select(func.count()).select_from(Project)) or 0)
+
+
+def test_a_write_that_waits_too_long_for_the_lock_is_busy_and_writes_nothing(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    db, path = sqlite_db
+    add_project(db, "before")
+    with write_lock_held(path):
+        with pytest.raises(Busy, match="busy with another write") as raised:
+            add_project(db, "while locked")
+        assert (raised.value.retry_after or 0) > 0
+        assert count_projects(db) == 1  # readers are not held up (WAL)
+    add_project(db, "after")
+    assert count_projects(db) == 2
+
+
+def test_other_database_errors_are_not_busy(sqlite_db: tuple[Database, Path]) -> None:
+    db, _ = sqlite_db
+    with pytest.raises(Exception) as raised, db.transaction() as session:
+        session.execute(select(func.no_such_function()))
+    assert not isinstance(raised.value, Busy)
