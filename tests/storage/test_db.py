@@ -5,6 +5,8 @@ nothing, and the same write goes through once the lock is free."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,18 +33,31 @@ def write_lock_held(path: Path) -> Iterator[None]:
         other.close()
 
 
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+def open_sqlite(tmp_path: Path, busy_seconds: float) -> tuple[Database, Path]:
     path = tmp_path / "busy.db"
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{path}",
-        sqlite_busy_seconds=0.2,
+        sqlite_busy_seconds=busy_seconds,
         _env_file=None,  # type: ignore[call-arg]
     )
     db = Database.from_settings(settings)
     upgrade_database(db.engine)
+    return db, path
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    db, path = open_sqlite(tmp_path, busy_seconds=0.2)
     yield db, path
+    db.dispose()
+
+
+@pytest.fixture
+def patient_db(tmp_path: Path) -> Iterator[Database]:
+    """Waits 10 s for the lock: long enough that not waiting shows."""
+    db, _ = open_sqlite(tmp_path, busy_seconds=10)
+    yield db
     db.dispose()
 
 
@@ -75,3 +90,33 @@ def test_other_database_errors_are_not_busy(sqlite_db: tuple[Database, Path]) ->
     with pytest.raises(Exception) as raised, db.transaction() as session:
         session.execute(select(func.no_such_function()))
     assert not isinstance(raised.value, Busy)
+
+
+def test_a_write_that_may_be_skipped_does_not_wait_for_a_writer_of_this_process(
+    patient_db: Database,
+) -> None:
+    db = patient_db
+    holding, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with db.transaction() as session:
+            session.add(Project(name="long import"))
+            session.flush()
+            holding.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        assert holding.wait(10)
+        started = time.perf_counter()
+        with pytest.raises(Busy), db.transaction(wait=False) as session:
+            session.add(Project(name="bookkeeping"))
+        assert time.perf_counter() - started < 5  # at once, not after busy_seconds (10)
+    finally:
+        release.set()
+        writer.join()
+    assert count_projects(db) == 1  # the long write; nothing of the skipped one
+    with db.transaction(wait=False) as session:  # free again: it writes
+        session.add(Project(name="bookkeeping"))
+    assert count_projects(db) == 2

@@ -591,7 +591,7 @@ def authenticate_token(db: Database, secret: str) -> Principal | None:
     last = token.last_used_at
     if last is None or (now - _as_utc(last)).total_seconds() > _TOKEN_TOUCH_SECONDS:
         try:
-            with db.transaction() as session:
+            with db.transaction(wait=False) as session:
                 stored = session.get(ApiToken, token.id)
                 if stored is not None:
                     stored.last_used_at = now

@@ -52,15 +52,21 @@ class Database:
         return cls(create_db_engine(settings), busy_seconds=settings.sqlite_busy_seconds)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, wait: bool = True) -> Iterator[Session]:
         """One unit of work that may write: commit on success, roll back on any error.
         Services open these; repositories never commit.
 
         On SQLite, :class:`Busy` when another writer held the write lock for longer than
-        ``busy_seconds`` (nothing of this unit was written)."""
-        queued = self._write_queue is not None and self._write_queue.acquire(
-            timeout=self.busy_seconds
-        )
+        ``busy_seconds`` (nothing of this unit was written); with ``wait=False`` at once when a
+        writer of this process holds it (for bookkeeping that may be skipped)."""
+        if self._write_queue is not None and not wait:
+            if not self._write_queue.acquire(blocking=False):
+                raise self._busy()
+            queued = True
+        else:
+            queued = self._write_queue is not None and self._write_queue.acquire(
+                timeout=self.busy_seconds
+            )
         try:
             session = self._writer()
             try:
@@ -69,11 +75,7 @@ class Database:
             except OperationalError as exc:
                 session.rollback()
                 if _is_sqlite_busy(exc):
-                    raise Busy(
-                        f"the database is busy with another write (such as a large import) and "
-                        f"stayed so for {self.busy_seconds:g} s; nothing was changed, try again",
-                        retry_after=_BUSY_RETRY_SECONDS,
-                    ) from exc
+                    raise self._busy() from exc
                 raise
             except BaseException:
                 session.rollback()
@@ -84,6 +86,13 @@ class Database:
             if queued:
                 assert self._write_queue is not None
                 self._write_queue.release()
+
+    def _busy(self) -> Busy:
+        return Busy(
+            "the database is busy with another write (such as a large import) and stayed so "
+            f"for up to {self.busy_seconds:g} s; nothing was changed, try again",
+            retry_after=_BUSY_RETRY_SECONDS,
+        )
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
