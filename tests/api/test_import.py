@@ -433,3 +433,37 @@ def test_twenty_thousand_rows_stream_in(client: TestClient, db: Database) -> Non
         2_000,
     )
     assert status_counts(db, project["id"]) == {"unlabeled": 18_000, "labeled": 2_000}
+
+
+def test_imported_rows_read_back_as_rows_the_orm_writes(client: TestClient, db: Database) -> None:
+    """Bulk-inserted rows carry every column's default and the same stored conversions
+    (booleans, JSON, UTC datetimes) as rows written one by one."""
+    project = create_project(client, classes=["negative", "positive"])
+    imported(
+        client,
+        project["id"],
+        "a.jsonl",
+        '{"text": "good film", "label": "positive", "source": "web"}\n{"text": "bad film"}\n',
+    )
+    with db.reader() as session:
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+        labels = session.scalars(select(Label)).all()
+        record = session.scalars(select(ImportRecord)).one()
+    assert [(i.text, i.status, i.meta) for i in items] == [
+        ("good film", "labeled", {"source": "web"}),
+        ("bad film", "unlabeled", None),
+    ]
+    for item in items:
+        assert (item.eval_sample, item.audit_sample, item.embedded) == (False, False, False)
+        assert item.priority is None and item.lease_until is None
+        assert item.import_id == record.id
+        # read back as the record's own time, which the ORM wrote (naive on SQLite, UTC on PG)
+        assert item.created_at.tzinfo == record.created_at.tzinfo
+    (label,) = labels
+    assert (label.item_id, label.kind, label.is_current, label.skipped) == (
+        items[0].id,
+        "label",
+        True,
+        False,
+    )
+    assert label.created_at == items[0].created_at
