@@ -71,6 +71,10 @@ WORDS = [
 ]
 
 
+# scenario -> a class on every n-th row (0: no label column)
+SCENARIOS = {"unlabelled": 0, "10% labelled": 10, "all labelled": 1}
+
+
 def write_synthetic_csv(
     path: Path, *, rows: int, labelled_every: int, seed: int, first_number: int = 0
 ) -> None:
@@ -159,6 +163,13 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="also measure on this PostgreSQL")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
     parser.add_argument("--small-rows", type=int, default=1_000, help="new rows, small import")
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        default=None,
+        help="time this scenario alone (no memory run, no small import): to alternate two "
+        "versions of the code on one file",
+    )
     args = parser.parse_args()
 
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
@@ -178,13 +189,14 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="labella-import-bench-") as tmp:
         workdir = Path(tmp)
+        chosen = [args.only] if args.only else list(SCENARIOS)
         files = {
-            "unlabelled": workdir / "unlabelled.csv",
-            "10% labelled": workdir / "labelled.csv",
-            "all labelled": workdir / "all-labelled.csv",
+            name: workdir / f"{name.replace('% ', '-').replace(' ', '-')}.csv" for name in chosen
         }
-        for name, every in (("unlabelled", 0), ("10% labelled", 10), ("all labelled", 1)):
-            write_synthetic_csv(files[name], rows=args.rows, labelled_every=every, seed=args.seed)
+        for name in chosen:
+            write_synthetic_csv(
+                files[name], rows=args.rows, labelled_every=SCENARIOS[name], seed=args.seed
+            )
         print()
         print(
             f"{'backend':<11} {'scenario':<13} {'clock':<6} {'rows/s':>9} {'min..max':>17} "
@@ -203,6 +215,8 @@ def main() -> None:
                         f"{median / LABEL_STUDIO_TASKS_PER_S:>14.2f}x"
                     )
                 sys.stdout.flush()
+        if args.only:
+            return
         if not args.no_memory:
             size = files["10% labelled"].stat().st_size
             peak = peak_memory(workdir, files["10% labelled"])
