@@ -544,14 +544,13 @@ def _sqlite_insert_many(session: Session, table: Table, rows: list[dict[str, Any
             raise TypeError(f"{table.name}.{column.name}: give it (its default is computed)")
         defaults[column.name] = column.default.arg  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect
-    columns: list[list[Any]] = []
-    for name in names:
-        values = [row[name] for row in rows]
+
+    def bound(name: str, values: list[Any]) -> list[Any]:
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append([process(v) for v in values] if process is not None else values)
-    for name, value in defaults.items():
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append([process(value) if process is not None else value] * len(rows))
+        return values if process is None else [process(v) for v in values]
+
+    columns = [bound(name, [row[name] for row in rows]) for name in names]
+    columns += [bound(name, [value]) * len(rows) for name, value in defaults.items()]
     statement = insert(table).compile(dialect=dialect, column_keys=[*names, *defaults])
     order = {name: i for i, name in enumerate([*names, *defaults])}
     positions = [order[key] for key in statement.positiontup or ()]
