@@ -8,9 +8,11 @@ on-disk cache. For each seed, the product's loop is replayed with an oracle:
 * a seed set of 20 (k-means cold start), then batches of 20 picked by the strategy, until the
   humans have labeled ``--human-share`` of the pool in all (evaluation sample included);
 * the project's head (linear, the default C) is fitted on the actively picked labels; its
-  probabilities are calibrated by temperature scaling on the evaluation sample, and the unlabeled
-  rest is auto-labeled at the lowest calibrated confidence whose selected items' mean confidence
-  reaches the target (``services.autolabel.preview_precision``'s rule).
+  probabilities are calibrated on the evaluation sample (temperature scaling, then top-label
+  calibration of the predicted class's confidence: ``learners.calibration.ConfidenceCalibrator``;
+  ``--calibrations temperature`` for temperature scaling alone, the rule before 2026-11-23), and
+  the unlabeled rest is auto-labeled at the lowest calibrated confidence whose selected items'
+  mean confidence reaches the target (``services.autolabel.preview_precision``'s rule).
 
 Reported per strategy and target: the share of the unlabeled rest auto-labeled (coverage), the
 precision measured against the true labels, and the estimate the product would show. Baselines in
@@ -42,6 +44,8 @@ sample's.
         --finetune --calibration-sizes 400,800
     .venv/bin/python benchmarks/flush_precision.py --seeds 0 --strategies cluster_margin \
         --self-training --finetune --calibration-sizes 800
+    .venv/bin/python benchmarks/flush_precision.py --seeds 0,1,2 --strategies cluster_margin \
+        --self-training --calibrations top-label,temperature --calibration-sizes 100,400,800
 """
 
 from __future__ import annotations
@@ -50,13 +54,14 @@ import argparse
 import sys
 import time
 import zlib
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _data import load_agnews
-from labella.learners.calibration import TemperatureScaler
+from labella.learners.calibration import ConfidenceCalibrator, TemperatureScaler
 from labella.learners.heads import make_head
 from labella.learners.self_training import SelfTrainedHead, sample_rows
 from labella.services import simulation as sim
@@ -66,6 +71,7 @@ from labella.strategies import PoolView, fit_clusters, get_strategy
 HERE = Path(__file__).resolve().parent
 TARGETS = (0.95, 0.98)
 GOALS = {0.95: 0.80, 0.98: 0.50}  # coverage the issue asks for at each target
+CALIBRATION_NOTE = {"top-label": "", "temperature": ", temperature scaling only"}
 
 
 def fit_head(
@@ -179,17 +185,22 @@ def flush(
     probs_rest: np.ndarray,
     y_rest: np.ndarray,
     target: float,
+    calibration: str,
 ) -> tuple[float, float | None, float | None, float]:
     """(coverage, measured precision, estimated precision, attainable coverage) of auto-labeling
-    ``rest``; the last is :func:`attainable`'s."""
-    scaler = TemperatureScaler().fit(probs_eval.astype(np.float64), y_eval)
-    calibrated = scaler.transform(probs_rest.astype(np.float64))
-    conf = calibrated.max(axis=1)
+    ``rest``; the last is :func:`attainable`'s. ``calibration``: "top-label" (the product's),
+    or "temperature" alone."""
+    if calibration == "temperature":  # the product's rule before top-label calibration
+        scaler = TemperatureScaler().fit(probs_eval.astype(np.float64), y_eval)
+        conf = scaler.transform(probs_rest.astype(np.float64)).max(axis=1).astype(np.float64)
+    else:
+        calibrator = ConfidenceCalibrator().fit(probs_eval.astype(np.float64), y_eval)
+        conf = calibrator.transform(probs_rest.astype(np.float64))
     threshold, chosen = _precision_cut(conf, target)
     best = attainable(probs_rest, y_rest, target)
     if threshold is None or len(chosen) == 0:
         return 0.0, None, None, best
-    measured = float(np.mean(calibrated[chosen].argmax(axis=1) == y_rest[chosen]))
+    measured = float(np.mean(probs_rest[chosen].argmax(axis=1) == y_rest[chosen]))
     return len(chosen) / len(y_rest), measured, float(conf[chosen].mean()), best
 
 
@@ -205,7 +216,7 @@ def attainable(probs: np.ndarray, y: np.ndarray, target: float) -> float:
 
 
 def calibration_draws(
-    probs: np.ndarray, y: np.ndarray, target: float, *, size: int, draws: int
+    probs: np.ndarray, y: np.ndarray, target: float, *, size: int, draws: int, calibration: str
 ) -> list[tuple[float, float | None, float | None, float]]:
     """:func:`flush` with the calibration sample drawn ``draws`` times at random from the rows
     (``size`` of them, then left out of the measurement) instead of the 100-item evaluation
@@ -215,7 +226,7 @@ def calibration_draws(
         rng = np.random.default_rng([draw, size])
         calib = np.zeros(len(y), dtype=bool)
         calib[rng.choice(len(y), size=size, replace=False)] = True
-        results.append(flush(probs[calib], y[calib], probs[~calib], y[~calib], target))
+        results.append(flush(probs[calib], y[calib], probs[~calib], y[~calib], target, calibration))
     return results
 
 
@@ -290,6 +301,12 @@ def main() -> int:
         "beside the evaluation sample",
     )
     parser.add_argument(
+        "--calibrations",
+        default="top-label",
+        help="comma-separated: top-label (the product's: temperature scaling, then the predicted "
+        "class's confidence recalibrated) and/or temperature (temperature scaling alone)",
+    )
+    parser.add_argument(
         "--self-training",
         action="store_true",
         help="the heads self-train on the open rows, as a single-label text project's training "
@@ -306,6 +323,9 @@ def main() -> int:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.calibration_sizes.split(",") if s]
+    calibrations = args.calibrations.split(",")
+    if unknown := set(calibrations) - set(CALIBRATION_NOTE):
+        parser.error(f"--calibrations: unknown {sorted(unknown)}; known {list(CALIBRATION_NOTE)}")
 
     task = load_agnews()
     X = sim.embed_texts(task.pool.texts, cache_dir=args.cache_dir)
@@ -380,15 +400,24 @@ def main() -> int:
                     show_confident_errors(
                         name, probs_rest, y[rest], np.flatnonzero(rest), task, args.show_errors
                     )
-                for target in TARGETS:
-                    rows.setdefault((name, target), []).append(
-                        flush(probs_eval, y[in_eval], probs_rest, y[rest], target)
+                for target, calibration in product(TARGETS, calibrations):
+                    named = name + CALIBRATION_NOTE[calibration]
+                    accuracies.setdefault(named, accuracies[name])
+                    rows.setdefault((named, target), []).append(
+                        flush(probs_eval, y[in_eval], probs_rest, y[rest], target, calibration)
                     )
                     for size in sizes:
-                        key = f"{name}, calibrated on {size} of the rest (20 draws)"
+                        key = f"{named}, calibrated on {size} of the rest (20 draws)"
                         accuracies.setdefault(key, accuracies[name])
                         rows.setdefault((key, target), []).extend(
-                            calibration_draws(probs_rest, y[rest], target, size=size, draws=20)
+                            calibration_draws(
+                                probs_rest,
+                                y[rest],
+                                target,
+                                size=size,
+                                draws=20,
+                                calibration=calibration,
+                            )
                         )
             print(
                 f"  seed {seed} {strategy}: {time.perf_counter() - started:.0f} s", file=sys.stderr
@@ -403,14 +432,17 @@ def main() -> int:
         accuracies.setdefault("full pool (ceiling)", []).append(
             float(np.mean(head.predict_proba(X[test]).argmax(1) == y[test]))
         )
-        for target in TARGETS:
-            rows.setdefault(("full pool (ceiling)", target), []).append(
+        for target, calibration in product(TARGETS, calibrations):
+            named = "full pool (ceiling)" + CALIBRATION_NOTE[calibration]
+            accuracies.setdefault(named, accuracies["full pool (ceiling)"])
+            rows.setdefault((named, target), []).append(
                 flush(
                     head.predict_proba(X[calib]),
                     y[calib],
                     head.predict_proba(X[test]),
                     y[test],
                     target,
+                    calibration,
                 )
             )
 

@@ -1,12 +1,18 @@
-"""Temperature scaling and the expected calibration error, on planted probabilities."""
+"""Temperature scaling, top-label calibration and the expected calibration error, on planted
+probabilities."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import expit, softmax
+from scipy.special import expit, logit, softmax
 
-from labella.learners.calibration import TemperatureScaler, expected_calibration_error
+from labella.learners.calibration import (
+    ConfidenceCalibrator,
+    TemperatureScaler,
+    TopLabelCalibrator,
+    expected_calibration_error,
+)
 
 
 def calibrated_softmax(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,3 +128,110 @@ def test_bad_settings_and_unfitted_use() -> None:
         expected_calibration_error(np.full((1, 2), 0.5), np.array([0]), n_bins=0)
     with pytest.raises(ValueError, match="indicator matrix"):
         expected_calibration_error(np.full((2, 2), 0.5), np.array([0, 1, 0]))
+
+
+# -- top-label calibration ---------------------------------------------------------------------
+
+
+def distorted_top_label(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Over-confident softmax rows whose predicted class is right with probability
+    ``sigmoid(0.8 * logit(confidence) - 0.5)``, a wrong label being any other class: the
+    confidence is off by a shift in log-odds that one temperature (a scale) cannot express."""
+    probs = sharpen(calibrated_softmax(n, k, seed)[0], 2.0)
+    rng = np.random.default_rng(seed + 100)
+    predicted, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    right = rng.random(n) < expit(0.8 * logit(np.clip(confidence, 1e-7, 1 - 1e-7)) - 0.5)
+    return probs, np.where(right, predicted, (predicted + rng.integers(1, k, size=n)) % k)
+
+
+def selection_gap(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
+    """Estimated minus measured precision of the rows a target-precision flush selects: the
+    largest prefix by confidence whose mean confidence reaches ``target``."""
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(confidence[order]) / np.arange(1, len(order) + 1)
+    chosen = order[: int((running >= target).sum())]
+    assert len(chosen) > 100  # the flush selects something worth measuring
+    return float(confidence[chosen].mean() - correct[chosen].mean())
+
+
+def test_top_label_calibration_recovers_a_planted_platt_map() -> None:
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(0.3, 0.999, size=40_000)
+    truth = expit(0.6 * np.log(confidence / (1 - confidence)) - 0.4)
+    correct = rng.random(len(confidence)) < truth
+    top = TopLabelCalibrator().fit(confidence, correct)
+    assert top.slope_ == pytest.approx(0.6, abs=0.05)
+    assert top.intercept_ == pytest.approx(-0.4, abs=0.08)
+    assert top.n_ == len(confidence)
+    np.testing.assert_allclose(top.transform(confidence), truth, atol=0.02)
+
+
+def test_top_label_calibration_keeps_the_order_and_a_calibrated_confidence() -> None:
+    rng = np.random.default_rng(8)
+    confidence = rng.uniform(0.25, 1.0, size=20_000)
+    correct = rng.random(len(confidence)) < confidence
+    top = TopLabelCalibrator().fit(confidence, correct)
+    assert top.slope_ == pytest.approx(1.0, abs=0.08)
+    assert top.intercept_ == pytest.approx(0.0, abs=0.08)
+    after = top.transform(confidence)
+    assert after.dtype == np.float64 and after.shape == confidence.shape
+    order = np.argsort(confidence, kind="stable")
+    assert np.all(np.diff(after[order]) >= 0)
+
+
+def test_a_small_all_correct_sample_stays_near_the_given_confidences() -> None:
+    # unpenalised, the slope of an all-correct sample runs off to infinity; the prior holds it
+    confidence = np.linspace(0.5, 0.99, 20)
+    top = TopLabelCalibrator().fit(confidence, np.ones(20, dtype=bool))
+    after = top.transform(confidence)
+    assert np.isfinite([top.slope_, top.intercept_]).all()
+    assert np.all((after > 0.5) & (after < 1.0))
+    assert np.all(after >= confidence - 1e-9)  # every one was right: no confidence goes down
+    assert 0 < top.slope_ < 3 and 0 < top.intercept_ < 3
+
+
+def test_top_label_calibration_lets_a_flush_deliver_what_it_promises() -> None:
+    probs, y = distorted_top_label(40_000, 4, seed=10)
+    fit, held = slice(0, 2_000), slice(2_000, None)  # a 2,000-item evaluation sample
+    correct = probs[held].argmax(axis=1) == y[held]
+    temperature_only = TemperatureScaler().fit(probs[fit], y[fit]).transform(probs[held])
+    top_label = ConfidenceCalibrator().fit(probs[fit], y[fit]).transform(probs[held])
+    gap_before = selection_gap(temperature_only.max(axis=1).astype(np.float64), correct, 0.95)
+    gap_after = selection_gap(top_label, correct, 0.95)
+    assert abs(gap_before) > 0.03  # the temperature's estimate misses by over 3 points
+    assert abs(gap_after) < 0.01
+    np.testing.assert_array_equal(  # the same items in the same order, only the cut moves
+        np.argsort(top_label, kind="stable"),
+        np.argsort(temperature_only.max(axis=1), kind="stable"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("confidence", "correct", "message"),
+    [
+        (np.full((2, 2), 0.5), np.ones(2), "1-d"),
+        (np.array([0.5, 1.5]), np.ones(2), r"\[0, 1\]"),
+        (np.array([0.5, np.nan]), np.ones(2), "finite"),
+        (np.array([0.5, 0.6]), np.ones(3), "shape"),
+        (np.array([0.5, 0.6]), np.array([0, 2]), "0/1"),
+        (np.zeros(0), np.zeros(0), "no rows"),
+    ],
+)
+def test_top_label_bad_inputs_raise_clear_errors(
+    confidence: np.ndarray, correct: np.ndarray, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TopLabelCalibrator().fit(confidence, correct)
+
+
+def test_top_label_bad_settings_and_unfitted_use() -> None:
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="prior_strength"):
+            TopLabelCalibrator(prior_strength=bad)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TopLabelCalibrator().transform(np.array([0.5]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ConfidenceCalibrator().transform(np.full((1, 2), 0.5))
+    assert TopLabelCalibrator().fit(np.array([0.6, 0.7]), np.array([1, 0])).transform(
+        np.zeros(0)
+    ).shape == (0,)

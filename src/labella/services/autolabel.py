@@ -270,14 +270,17 @@ def preview_precision(
     """The items whose *calibrated* confidence reaches ``target_precision`` on average.
 
     The latest model's probabilities are calibrated by temperature scaling (Guo et al., 2017)
-    fitted on its predictions for the random evaluation sample (which did not train it). Then
-    the threshold is the smallest calibrated confidence ``t`` such that the mean calibrated
-    confidence of the unlabeled items at or above ``t``, the expected precision of labeling them
-    all, is at least the target.
+    fitted on its predictions for the random evaluation sample (which did not train it), and the
+    confidence of each item's predicted class is then recalibrated on the same sample by
+    top-label calibration (:class:`~labella.learners.calibration.TopLabelCalibrator`): the
+    temperature alone over-promised the precision of the items it selects. Then the threshold is
+    the smallest calibrated confidence ``t`` such that the mean calibrated confidence of the
+    unlabeled items at or above ``t``, the expected precision of labeling them all, is at least
+    the target.
     """
     import numpy as np
 
-    from labella.learners.calibration import TemperatureScaler
+    from labella.learners.calibration import ConfidenceCalibrator
     from labella.services.evaluation import MIN_CALIBRATION_LABELS, wilson_interval
 
     target = _check_target(target_precision)
@@ -305,21 +308,18 @@ def preview_precision(
             f"has {len(eval_targets)}); label the items served as 'evaluation sample (random)' "
             "and train again"
         )
-    scaler = TemperatureScaler().fit(eval_probs, eval_targets)
-    eval_calibrated = scaler.transform(eval_probs).astype(np.float64)
-    eval_conf = eval_calibrated.max(axis=1)
-    eval_correct = eval_calibrated.argmax(axis=1) == eval_targets
+    calibrator = ConfidenceCalibrator().fit(eval_probs, eval_targets)
+    eval_conf = calibrator.transform(eval_probs)
+    eval_correct = eval_probs.argmax(axis=1) == eval_targets
     n_cols = eval_probs.shape[1]
     rows = [
         r
         for r in rows
         if len(r.probs or []) == n_cols and _all_known([int(c) for c in r.predicted or []], known)
     ]
-    conf = (
-        scaler.transform(np.asarray([r.probs for r in rows], dtype=np.float64)).max(axis=1)
-        if rows
-        else np.zeros(0)
-    ).astype(np.float64)
+    conf = calibrator.transform(
+        np.asarray([r.probs for r in rows], dtype=np.float64).reshape(-1, n_cols)
+    )
     threshold, chosen = _precision_cut(conf, target)
     if threshold is None:
         low, high, n_eval = 0.0, 1.0, 0
@@ -337,7 +337,7 @@ def preview_precision(
         ci_high=high,
         eval_n=n_eval,
         calibrated=True,
-        temperature=scaler.temperature_,
+        temperature=calibrator.scaler_.temperature_,
         model_version=model.version,
         item_ids=sorted(int(rows[i].item_id) for i in chosen),
         warnings=precision_warnings(
