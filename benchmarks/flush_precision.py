@@ -267,7 +267,7 @@ def fmt(values: list[float | None], pct: bool = True) -> str:
     scale = 100.0 if pct else 1.0
     text = f"{np.mean(real) * scale:.1f} ± {np.std(real) * scale:.1f}"
     if len(real) < len(values):
-        text += f" ({len(values) - len(real)} seed(s) none)"
+        text += f" ({len(values) - len(real)} run(s) selected nothing)"
     return text
 
 
