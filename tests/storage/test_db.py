@@ -110,9 +110,10 @@ def test_a_write_that_may_be_skipped_does_not_wait_for_a_writer_of_this_process(
     try:
         assert holding.wait(10)
         started = time.perf_counter()
-        with pytest.raises(Busy), db.transaction(wait=False) as session:
+        with pytest.raises(Busy) as refused, db.transaction(wait=False) as session:
             session.add(Project(name="bookkeeping"))
         assert time.perf_counter() - started < 5  # at once, not after busy_seconds (10)
+        assert "stayed so" not in refused.value.message  # it did not wait, and says no more
     finally:
         release.set()
         writer.join()

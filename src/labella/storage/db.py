@@ -61,7 +61,7 @@ class Database:
         writer of this process holds it (for bookkeeping that may be skipped)."""
         if self._write_queue is not None and not wait:
             if not self._write_queue.acquire(blocking=False):
-                raise self._busy()
+                raise self._busy(waited=False)
             queued = True
         else:
             queued = self._write_queue is not None and self._write_queue.acquire(
@@ -87,10 +87,11 @@ class Database:
                 assert self._write_queue is not None
                 self._write_queue.release()
 
-    def _busy(self) -> Busy:
+    def _busy(self, *, waited: bool = True) -> Busy:
+        how_long = f" and stayed so for up to {self.busy_seconds:g} s" if waited else ""
         return Busy(
-            "the database is busy with another write (such as a large import) and stayed so "
-            f"for up to {self.busy_seconds:g} s; nothing was changed, try again",
+            f"the database is busy with another write (such as a large import){how_long}; "
+            "nothing was changed, try again",
             retry_after=_BUSY_RETRY_SECONDS,
         )
 
@@ -143,7 +144,7 @@ def _is_sqlite_busy(exc: OperationalError) -> bool:
     if not isinstance(exc.orig, sqlite3.Error):
         return False
     # the primary result code: the extended ones (SQLITE_BUSY_SNAPSHOT, ...) keep it in the low byte
-    return exc.orig.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return (exc.orig.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _begin_sqlite_transaction(connection: Any) -> None:
