@@ -47,7 +47,7 @@ def test_a_write_while_the_store_is_locked_gets_503_then_succeeds(
 ) -> None:
     body = {"name": "reviews", "classes": ["negative", "positive"]}
     with write_lock_held(database_file(busy_settings)):
-        # the token's first use is recorded by a write, which waits and is skipped: the token
+        # the token's first use is recorded by a write that does not wait and is skipped: the token
         # still works, and reads go on
         assert busy_client.get("/api/projects").json() == []
         refused = busy_client.post("/api/projects", json=body)

@@ -121,3 +121,24 @@ def test_a_write_that_may_be_skipped_does_not_wait_for_a_writer_of_this_process(
     with db.transaction(wait=False) as session:  # free again: it writes
         session.add(Project(name="bookkeeping"))
     assert count_projects(db) == 2
+
+
+def test_a_write_that_may_be_skipped_does_not_wait_for_a_writer_of_another_process(
+    tmp_path: Path,
+) -> None:
+    db, path = open_sqlite(tmp_path, busy_seconds=10)
+    try:
+        with write_lock_held(path):
+            started = time.perf_counter()
+            with pytest.raises(Busy) as refused, db.transaction(wait=False) as session:
+                session.add(Project(name="bookkeeping"))
+            assert time.perf_counter() - started < 5  # at once, not after busy_seconds (10)
+            assert "stayed so" not in refused.value.message
+        with db.transaction(wait=False) as session:  # free again: it writes
+            session.add(Project(name="bookkeeping"))
+        # the connection's own patience is back: an ordinary write still waits for the lock
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert count_projects(db) == 1
+    finally:
+        db.dispose()

@@ -24,6 +24,7 @@ from labella.config import Settings
 from labella.errors import Busy
 
 _WRITE_OPTION = "labella_write"
+_NO_WAIT_OPTION = "labella_no_wait"
 _BUSY_RETRY_SECONDS = 5
 
 
@@ -36,6 +37,11 @@ class Database:
         self.busy_seconds = busy_seconds
         self._writer = sessionmaker(
             bind=engine.execution_options(**{_WRITE_OPTION: True}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+        self._skippable_writer = sessionmaker(
+            bind=engine.execution_options(**{_WRITE_OPTION: True, _NO_WAIT_OPTION: True}),
             expire_on_commit=False,
             autoflush=False,
         )
@@ -58,7 +64,7 @@ class Database:
 
         On SQLite, :class:`Busy` when another writer held the write lock for longer than
         ``busy_seconds`` (nothing of this unit was written); with ``wait=False`` at once when a
-        writer of this process holds it (for bookkeeping that may be skipped)."""
+        writer of this process or of another one holds it (for bookkeeping that may be skipped)."""
         if self._write_queue is not None and not wait:
             if not self._write_queue.acquire(blocking=False):
                 raise self._busy(waited=False)
@@ -68,14 +74,14 @@ class Database:
                 timeout=self.busy_seconds
             )
         try:
-            session = self._writer()
+            session = (self._writer if wait else self._skippable_writer)()
             try:
                 yield session
                 session.commit()
             except OperationalError as exc:
                 session.rollback()
                 if _is_sqlite_busy(exc):
-                    raise self._busy() from exc
+                    raise self._busy(waited=wait) from exc
                 raise
             except BaseException:
                 session.rollback()
@@ -148,7 +154,18 @@ def _is_sqlite_busy(exc: OperationalError) -> bool:
 
 
 def _begin_sqlite_transaction(connection: Any) -> None:
-    if connection.get_execution_options().get(_WRITE_OPTION):
+    options = connection.get_execution_options()
+    if not options.get(_WRITE_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    elif not options.get(_NO_WAIT_OPTION):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
-        connection.exec_driver_sql("BEGIN")
+        # A write that may be skipped must not sit in SQLite's busy handler either while another
+        # process (a CLI import, a worker) holds the write lock; once BEGIN IMMEDIATE has the
+        # lock nothing else in the transaction waits (WAL), so the timeout comes back at once.
+        patience = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+        connection.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={patience:d}")
