@@ -467,3 +467,16 @@ def test_imported_rows_read_back_as_rows_the_orm_writes(client: TestClient, db: 
         False,
     )
     assert label.created_at == items[0].created_at
+
+
+def test_equal_values_of_different_types_are_stored_as_given(
+    client: TestClient, db: Database
+) -> None:
+    """A column's values are converted once when every row holds the same object; values that
+    are only equal (1 == 1.0 == True in Python) still keep their own JSON."""
+    project = create_project(client)
+    rows = [{"text": f"row {i}", "flag": flag} for i, flag in enumerate([1, 1, True, 1.0])]
+    imported(client, project["id"], "m.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    flags = [item.meta["flag"] for item in items_of(db, project["id"])]
+    assert flags == [1, 1, True, 1.0]
+    assert [type(f) for f in flags] == [int, int, bool, float]

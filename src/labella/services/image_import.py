@@ -172,7 +172,7 @@ class _Row:
     digest: str
     media_uri: str
     meta: dict[str, Any]
-    class_ids: list[int] | None
+    class_ids: Sequence[int] | None
 
 
 # -- allowed roots -------------------------------------------------------------------------------
@@ -713,7 +713,7 @@ def _run(
     lookup = ClassLookup(project)
     # Labels are checked for every row before any image is read: a listing with an unknown
     # label is refused whole, like a text import.
-    class_ids = [
+    class_ids: list[Sequence[int] | None] = [
         lookup.resolve(c.labels, c.line or i + 1) if c.labels else None
         for i, c in enumerate(candidates)
     ]
@@ -737,7 +737,7 @@ def _run(
 def _prepare(
     settings: Settings,
     candidates: list[_Candidate],
-    class_ids: list[list[int] | None],
+    class_ids: list[Sequence[int] | None],
     existing: ExistingItem,
     report: ImageImportReport,
     progress: ProgressCallback | None,
@@ -768,7 +768,7 @@ def _prepare_one(
     settings: Settings,
     store: MediaStore,
     candidate: _Candidate,
-    class_ids: list[int] | None,
+    class_ids: Sequence[int] | None,
     existing: ExistingItem,
     seen: dict[str, _Row],
     report: ImageImportReport,
@@ -874,7 +874,7 @@ def write_rows(
     db: Database,
     settings: Settings,
     project_id: int,
-    items: Iterable[tuple[dict[str, Any], list[int] | None]],
+    items: Iterable[tuple[dict[str, Any], Sequence[int] | None]],
     report: ReportT,
     *,
     actor: str,

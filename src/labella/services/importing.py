@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import operator
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import repeat
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -307,9 +310,9 @@ class ChunkWriter:
         # An empty project holds no duplicates: the look-ups (~4 us a row on SQLite) are skipped.
         self.project_had_items = repo.project_has_items(session, project.id)
         self.items: list[dict[str, Any]] = []
-        self.item_labels: list[list[int] | None] = []
+        self.item_labels: list[Sequence[int] | None] = []
 
-    def add_item(self, row: dict[str, Any], class_ids: list[int] | None) -> None:
+    def add_item(self, row: dict[str, Any], class_ids: Sequence[int] | None) -> None:
         """Queue one new item: ``row`` has its ``content_hash`` and ``text`` and/or
         ``media_uri``, optionally ``external_id`` and ``meta``. The caller has checked that it
         is no duplicate. ``class_ids`` (if any) become its human label."""
@@ -449,7 +452,7 @@ class ChunkWriter:
         self.items = []
         self.item_labels = []
 
-    def _write_labels(self, item_ids: list[int], class_ids: list[list[int] | None]) -> None:
+    def _write_labels(self, item_ids: list[int], class_ids: list[Sequence[int] | None]) -> None:
         rows = [
             {
                 "project_id": self.project.id,
@@ -522,7 +525,11 @@ def _insert_rows_mapping_ids(
         query = select(table.c[key], table.c.id).where(
             scope, repo.column_among(session, table.c[key], part)
         )
-        found.update({k: i for k, i in session.execute(query)})
+        # the driver's rows as they are (a text or integer key, an integer id): SQLAlchemy's
+        # row objects, fetched one by one, cost ~1 s of a 100,000-row fully labelled import
+        result = session.connection().execute(query)
+        found.update(result.cursor.fetchall())
+        result.close()
     return found
 
 
@@ -547,7 +554,14 @@ def _sqlite_insert_many(session: Session, table: Table, rows: list[dict[str, Any
 
     def bound(name: str, values: list[Any]) -> list[Any]:
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        return values if process is None else [process(v) for v in values]
+        if process is None:
+            return values
+        first = values[0]
+        # one object for the whole column (the import's timestamp, its id): converted once.
+        # Identity, not equality: 1 == True, yet a JSON column stores them differently.
+        if all(map(operator.is_, values, repeat(first))):
+            return [process(first)] * len(values)
+        return [process(v) for v in values]
 
     columns = [bound(name, [row[name] for row in rows]) for name in names]
     columns += [bound(name, [value]) * len(rows) for name, value in defaults.items()]
@@ -595,6 +609,8 @@ class ClassLookup:
             folded.setdefault(cls.name.lower(), []).append(cls)
         # Case is forgiven only where it cannot be ambiguous.
         self.by_folded = {name: found[0].id for name, found in folded.items() if len(found) == 1}
+        # A file repeats a handful of label sets over many rows: each is resolved once.
+        self._resolved: dict[tuple[str, ...], tuple[int, ...]] = {}
 
     def find(self, name: str) -> int | None:
         """The id of the class called ``name`` (case forgiven where unambiguous), or None."""
@@ -603,7 +619,16 @@ class ClassLookup:
             class_id = self.by_folded.get(name.lower())
         return class_id
 
-    def resolve(self, labels: list[str], line: int) -> list[int]:
+    def resolve(self, labels: list[str], line: int) -> tuple[int, ...]:
+        """The distinct class ids of a row's ``labels``, in order; ImportFailed naming ``line``
+        for an unknown class, or for several on a single-label project."""
+        key = tuple(labels)
+        ids = self._resolved.get(key)
+        if ids is None:
+            ids = self._resolved[key] = self._resolve(labels, line)
+        return ids
+
+    def _resolve(self, labels: list[str], line: int) -> tuple[int, ...]:
         ids: list[int] = []
         for name in labels:
             class_id = self.find(name)
@@ -623,4 +648,4 @@ class ClassLookup:
                 f"{self.project.name!r} is single-label",
                 details={"line": line},
             )
-        return ids
+        return tuple(ids)
