@@ -469,6 +469,34 @@ def test_imported_rows_read_back_as_rows_the_orm_writes(client: TestClient, db: 
     assert label.created_at == items[0].created_at
 
 
+def test_rows_written_after_an_import_get_ids_of_their_own(
+    client: TestClient, db: Database
+) -> None:
+    """The bulk path takes its ids from each table's own sequence (PostgreSQL) or lets SQLite
+    assign them: rows the ORM writes afterwards never collide with the imported ones."""
+    project = create_project(client)
+    imported(client, project["id"], "a.csv", "text,label\ngood,positive\nbad,negative\nmeh,\n")
+    with db.transaction() as session:
+        item = Item(
+            project_id=project["id"],
+            text="typed in",
+            content_hash=content_hash("x"),
+            random_key=0.5,
+        )
+        session.add(item)
+        session.flush()
+        label = Label(project_id=project["id"], item_id=item.id, source="human", annotator="ann")
+        session.add(label)
+        session.flush()
+        session.add(LabelValue(label_id=label.id, class_id=project["classes"][0]["id"]))
+    imported(client, project["id"], "b.csv", "text,label\nfine,positive\n")
+    with db.reader() as session:
+        item_ids = session.scalars(select(Item.id).where(Item.project_id == project["id"])).all()
+        label_ids = session.scalars(select(Label.id).where(Label.project_id == project["id"])).all()
+    assert len(item_ids) == len(set(item_ids)) == 5
+    assert len(label_ids) == len(set(label_ids)) == 4
+
+
 def test_equal_values_of_different_types_are_stored_as_given(
     client: TestClient, db: Database
 ) -> None:
