@@ -497,6 +497,24 @@ def test_rows_written_after_an_import_get_ids_of_their_own(
     assert len(label_ids) == len(set(label_ids)) == 4
 
 
+def test_texts_and_fields_with_bulk_format_characters_are_stored_as_given(
+    client: TestClient, db: Database
+) -> None:
+    """Tabs, line breaks, backslashes, a literal \\N (COPY's NULL) and non-ASCII text survive the
+    bulk path byte for byte, in the text and in the extra fields."""
+    project = create_project(client)
+    texts = ["tab\there", "two\nlines", "back\\slash \\N", "\\N", "naïve café 🎬", "quote \" '"]
+    rows = [
+        {"text": text, "label": "positive", "note": text, "id": f"ext\t{i}"}
+        for i, text in enumerate(texts)
+    ]
+    imported(client, project["id"], "odd.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    items = items_of(db, project["id"])
+    assert [i.text for i in items] == texts
+    assert [i.meta for i in items] == [{"note": text} for text in texts]
+    assert [i.external_id for i in items] == [f"ext\t{i}" for i in range(len(texts))]
+
+
 def test_equal_values_of_different_types_are_stored_as_given(
     client: TestClient, db: Database
 ) -> None:
