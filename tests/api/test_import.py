@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from labella.config import Settings
 from labella.services import importing
 from labella.services.importing import content_hash
 from labella.storage.db import Database
-from labella.storage.models import ImportRecord, Item, Job, Label, LabelValue
+from labella.storage.models import ImportRecord, Item, Job, Label, LabelValue, utcnow
 
 
 def create_project(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -513,6 +514,26 @@ def test_texts_and_fields_with_bulk_format_characters_are_stored_as_given(
     assert [i.text for i in items] == texts
     assert [i.meta for i in items] == [{"note": text} for text in texts]
     assert [i.external_id for i in items] == [f"ext\t{i}" for i in range(len(texts))]
+
+
+def test_a_bulk_write_that_breaks_a_constraint_raises_as_an_insert_does(
+    client: TestClient, db: Database
+) -> None:
+    """The bulk path raises SQLAlchemy's IntegrityError, as an INSERT would, on both stores
+    (PostgreSQL's COPY runs on the driver's cursor): the import turns it into a 409, not a 500."""
+    project = create_project(client)
+    imported(client, project["id"], "a.csv", "text\ngood\n")
+    row = {
+        "project_id": project["id"],
+        "text": "good",
+        "content_hash": content_hash("good"),
+        "status": "unlabeled",
+        "random_key": 0.5,
+        "created_at": utcnow(),
+    }
+    with pytest.raises(IntegrityError), db.transaction() as session:
+        importing._insert_rows(session, importing._ITEMS, [row])
+    assert [i.text for i in items_of(db, project["id"])] == ["good"]
 
 
 def test_equal_values_of_different_types_are_stored_as_given(

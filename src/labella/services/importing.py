@@ -25,7 +25,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from labella.config import Settings
@@ -593,13 +593,21 @@ def _postgresql_copy(
     names, columns = _driver_columns(session, table, rows)
     if ids is not None:
         names, columns = ["id", *names], [ids, *columns]
-    quote = session.get_bind().dialect.identifier_preparer.quote
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(map(quote, names))}) FROM STDIN"
     driver = session.connection().connection.driver_connection
     assert driver is not None  # a live connection of this session
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in zip(*columns, strict=True):
-            copy.write_row(row)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+    except dialect.loaded_dbapi.Error as exc:
+        # raised as SQLAlchemy raises a statement's errors (IntegrityError, DataError, ...), so
+        # callers handle a COPY's as they handle an INSERT's
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from exc
 
 
 def _is_postgresql(session: Session) -> bool:
